@@ -1,0 +1,155 @@
+"""Start and stop the local servers lakeloop depends on.
+
+One place for the mechanics every service shares: pick a loopback port, start a
+process with its own log file and process group, wait until it answers a health
+URL, and stop it (and its children) cleanly. Used by `lakeloop up` and by the
+test fixtures, so the tests start services exactly the way users do.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+
+def free_port() -> int:
+    """A free TCP port on loopback (racy by nature, fine for local stacks)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class ServiceStartError(RuntimeError):
+    pass
+
+
+@dataclass
+class Service:
+    """A running server process started by lakeloop."""
+
+    name: str
+    proc: subprocess.Popen[bytes]
+    url: str
+    log_path: Path
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self, timeout: float = 15.0) -> None:
+        stop_pid(self.proc.pid, timeout)
+        try:
+            self.proc.wait(timeout=1)
+        except subprocess.TimeoutExpired:
+            pass
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+def stop_pid(pid: int, timeout: float = 15.0) -> None:
+    """SIGTERM the process group, then SIGKILL what is left after `timeout`."""
+    try:
+        pgid = os.getpgid(pid)
+    except ProcessLookupError:
+        return
+    try:
+        os.killpg(pgid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def wait_healthy(
+    url: str,
+    timeout: float,
+    proc: subprocess.Popen[bytes] | None = None,
+    ok_status: tuple[int, ...] = (200,),
+    headers: dict[str, str] | None = None,
+) -> None:
+    deadline = time.monotonic() + timeout
+    last = "no answer"
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise ServiceStartError(f"process exited with code {proc.returncode} before {url} answered")
+        try:
+            r = httpx.get(url, timeout=2.0, headers=headers)
+            if r.status_code in ok_status:
+                return
+            last = f"HTTP {r.status_code}"
+        except httpx.HTTPError as e:
+            last = type(e).__name__
+        time.sleep(0.25)
+    raise ServiceStartError(f"{url} not healthy after {timeout:.0f}s ({last})")
+
+
+def start_service(
+    name: str,
+    cmd: list[str],
+    *,
+    health_url: str,
+    url: str,
+    log_path: Path,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    timeout: float = 60.0,
+    ok_status: tuple[int, ...] = (200,),
+    health_headers: dict[str, str] | None = None,
+) -> Service:
+    """Start `cmd` in its own process group and block until `health_url` answers."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    full_env = {**os.environ, **(env or {})}
+    log = open(log_path, "ab")  # noqa: SIM115 - handed to the child process
+    proc = subprocess.Popen(
+        cmd,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        env=full_env,
+        cwd=str(cwd) if cwd else None,
+        start_new_session=True,
+    )
+    log.close()
+    svc = Service(name=name, proc=proc, url=url, log_path=log_path)
+    try:
+        wait_healthy(health_url, timeout, proc, ok_status, health_headers)
+    except ServiceStartError as e:
+        svc.stop(timeout=5)
+        raise ServiceStartError(f"{name} failed to start: {e}\n--- {log_path} ---\n{svc.log_tail()}") from e
+    return svc
+
+
+def write_pidfile(path: Path, services: dict[str, Service]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({n: {"pid": s.pid, "url": s.url} for n, s in services.items()}, indent=2))
+
+
+def read_pidfile(path: Path) -> dict[str, dict[str, object]]:
+    if not path.exists():
+        return {}
+    data: dict[str, dict[str, object]] = json.loads(path.read_text())
+    return data

@@ -1,0 +1,115 @@
+"""Runtime configuration, read from the environment (and `.env`).
+
+Every service address and credential lives here so that pointing lakeloop at a
+real lakeFS, a remote MLflow or a shared Label Studio is configuration only.
+Defaults describe the local stack that `lakeloop up` starts on loopback.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class LakeFSSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LAKEFS_", env_file=".env", extra="ignore")
+
+    endpoint: str = "http://127.0.0.1:8000"
+    access_key_id: str = "AKIALAKELOOPLOCAL000"
+    secret_access_key: str = "lakeloop-local-secret-key-change-me"
+    repository: str = "churn"
+    default_branch: str = "main"
+    storage_namespace: str = "local://lakeloop/churn"
+    data_prefix: str = "data/"
+
+
+class MLflowSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MLFLOW_", env_file=".env", extra="ignore")
+
+    tracking_uri: str = "http://127.0.0.1:5000"
+    experiment: str = "lakeloop-churn"
+    model_name: str = "churn"
+
+
+class PrefectSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LAKELOOP_PREFECT_", env_file=".env", extra="ignore")
+
+    api_url: str = "http://127.0.0.1:4200/api"
+    work_pool: str = "lakeloop"
+
+
+class LabelStudioSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LABEL_STUDIO_", env_file=".env", extra="ignore")
+
+    url: str = "http://127.0.0.1:8080"
+    api_token: str = "lakeloop0local0label0studio0token0000001"
+    username: str = "admin@lakeloop.local"
+    password: str = "lakeloop-admin"
+
+
+class BridgeSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LAKELOOP_BRIDGE_", env_file=".env", extra="ignore")
+
+    url: str = "http://127.0.0.1:8765"
+    secret: str = "lakeloop-local-webhook-secret"
+
+
+class DriftSettings(BaseSettings):
+    """Thresholds for whylogs' per-column drift algorithms and the dataset decision."""
+
+    model_config = SettingsConfigDict(env_prefix="LAKELOOP_DRIFT_", env_file=".env", extra="ignore")
+
+    # p-value under which a column counts as drifted (whylogs' DRIFT category bound).
+    drift_pvalue: float = 0.05
+    # p-value under which a column counts as possibly drifted.
+    possible_drift_pvalue: float = 0.15
+    # retrain when at least this share of features drifted ...
+    min_drifted_share: float = 0.1
+    # ... or at least this many features drifted.
+    min_drifted_columns: int = 1
+
+
+class TrainSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LAKELOOP_TRAIN_", env_file=".env", extra="ignore")
+
+    folds: int = 5
+    seed: int = 42
+    n_estimators: int = 400
+    early_stopping_rounds: int = 30
+    learning_rate: float = 0.08
+    max_depth: int = 5
+    n_jobs: int = 2
+
+
+class Settings(BaseSettings):
+    """Top-level settings; sub-sections read their own env prefixes."""
+
+    model_config = SettingsConfigDict(env_prefix="LAKELOOP_", env_file=".env", extra="ignore")
+
+    home: Path = Field(default=ROOT / ".lakeloop", description="State, logs and server data of the local stack.")
+    spec_path: Path = ROOT / "examples" / "churn" / "spec.yaml"
+    lakefs: LakeFSSettings = Field(default_factory=LakeFSSettings)
+    mlflow: MLflowSettings = Field(default_factory=MLflowSettings)
+    prefect: PrefectSettings = Field(default_factory=PrefectSettings)
+    label_studio: LabelStudioSettings = Field(default_factory=LabelStudioSettings)
+    bridge: BridgeSettings = Field(default_factory=BridgeSettings)
+    drift: DriftSettings = Field(default_factory=DriftSettings)
+    train: TrainSettings = Field(default_factory=TrainSettings)
+
+    @property
+    def state_dir(self) -> Path:
+        return self.home / "state"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.home / "logs"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

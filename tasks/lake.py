@@ -1,0 +1,194 @@
+"""The one way lakeloop touches lakeFS: a thin adapter over the official SDK.
+
+Everything goes through `lakefs` (the wrapper over `lakefs-sdk`), so the same
+code runs against a real lakeFS and against the local server in `infra/`.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import lakefs
+import polars as pl
+from lakefs.exceptions import ConflictException, NotFoundException
+
+from lakeloop.settings import LakeFSSettings, get_settings
+
+DATA_SUFFIXES = (".parquet", ".csv")
+
+
+class LakeError(RuntimeError):
+    """A lakeFS object that cannot be used as data; the message names repo, ref and path."""
+
+
+@dataclass(frozen=True)
+class CommitInfo:
+    id: str
+    parents: list[str]
+    message: str
+    committer: str
+    metadata: dict[str, str]
+    created: datetime
+
+
+@dataclass(frozen=True)
+class ObjectRef:
+    path: str
+    checksum: str
+    size: int
+
+
+@dataclass(frozen=True)
+class Change:
+    path: str
+    type: str  # added | removed | changed | conflict
+
+
+@dataclass
+class Lake:
+    """A lakeFS repository, reached with the settings' endpoint and credentials."""
+
+    settings: LakeFSSettings = field(default_factory=lambda: get_settings().lakefs)
+
+    def __post_init__(self) -> None:
+        s = self.settings
+        self.client = lakefs.Client(host=s.endpoint, username=s.access_key_id, password=s.secret_access_key)
+        self.repo = lakefs.Repository(s.repository, client=self.client)
+
+    # ---- repository and branches ---------------------------------------
+    def ensure_repository(self) -> None:
+        s = self.settings
+        self.repo.create(
+            storage_namespace=s.storage_namespace, default_branch=s.default_branch, exist_ok=True
+        )
+
+    def ensure_branch(self, name: str, source: str | None = None) -> str:
+        """Create `name` from `source` (default branch) unless it exists; return its head commit."""
+        branch = self.repo.branch(name).create(source_reference=source or self.settings.default_branch,
+                                               exist_ok=True)
+        return branch.get_commit().id
+
+    def delete_branch(self, name: str) -> None:
+        try:
+            self.repo.branch(name).delete()
+        except NotFoundException:
+            pass
+
+    def branches(self) -> list[str]:
+        return [b.id for b in self.repo.branches()]
+
+    def head(self, ref: str) -> str:
+        return self.repo.ref(ref).get_commit().id
+
+    # ---- commits --------------------------------------------------------
+    def commit(self, branch: str, message: str, metadata: dict[str, str] | None = None) -> str:
+        ref = self.repo.branch(branch).commit(message=message, metadata=metadata or {})
+        return ref.get_commit().id
+
+    def commit_info(self, ref: str) -> CommitInfo:
+        return _commit_info(lakefs.Reference(self.settings.repository, ref, client=self.client).get_commit())
+
+    def log(self, ref: str, limit: int | None = None) -> list[CommitInfo]:
+        return [_commit_info(c) for c in self.repo.ref(ref).log(max_amount=limit)]
+
+    def merge(self, source: str, destination: str, message: str | None = None,
+              metadata: dict[str, str] | None = None) -> str:
+        kwargs: dict[str, object] = {}
+        if message:
+            kwargs["message"] = message
+        if metadata:
+            kwargs["metadata"] = metadata
+        return self.repo.ref(source).merge_into(destination, **kwargs)
+
+    # ---- objects --------------------------------------------------------
+    def list_objects(self, ref: str, prefix: str = "") -> list[ObjectRef]:
+        out = []
+        for o in self.repo.ref(ref).objects(prefix=prefix):
+            if isinstance(o, lakefs.models.ObjectInfo):
+                out.append(ObjectRef(path=o.path, checksum=o.checksum, size=o.size_bytes or 0))
+        return out
+
+    def data_objects(self, ref: str, prefix: str | None = None) -> list[ObjectRef]:
+        """Parquet and CSV objects under the data prefix, in path order."""
+        p = self.settings.data_prefix if prefix is None else prefix
+        return [o for o in self.list_objects(ref, p) if o.path.endswith(DATA_SUFFIXES)]
+
+    def read_bytes(self, ref: str, path: str) -> bytes:
+        try:
+            with self.repo.ref(ref).object(path).reader(mode="rb") as r:
+                data: bytes = r.read()
+                return data
+        except NotFoundException as e:
+            raise LakeError(f"lakefs://{self.settings.repository}/{ref}/{path}: not found") from e
+
+    def write_bytes(self, branch: str, path: str, data: bytes, content_type: str | None = None,
+                    metadata: dict[str, str] | None = None) -> None:
+        self.repo.branch(branch).object(path).upload(data=data, mode="wb", content_type=content_type,
+                                                      metadata=metadata)
+
+    def exists(self, ref: str, path: str) -> bool:
+        return bool(self.repo.ref(ref).object(path).exists())
+
+    def delete_object(self, branch: str, path: str) -> None:
+        self.repo.branch(branch).object(path).delete()
+
+    # ---- dataframes -----------------------------------------------------
+    def read_frame(self, ref: str, path: str) -> pl.DataFrame:
+        data = self.read_bytes(ref, path)
+        try:
+            if path.endswith(".csv"):
+                return pl.read_csv(io.BytesIO(data), infer_schema_length=10_000)
+            return pl.read_parquet(io.BytesIO(data))
+        except Exception as e:  # polars raises several unrelated types for unreadable files
+            raise LakeError(
+                f"lakefs://{self.settings.repository}/{ref}/{path}: unreadable data object: {e}"
+            ) from e
+
+    def iter_frames(self, ref: str, prefix: str | None = None) -> Iterator[tuple[ObjectRef, pl.DataFrame]]:
+        for obj in self.data_objects(ref, prefix):
+            yield obj, self.read_frame(ref, obj.path)
+
+    def write_frame(self, branch: str, path: str, df: pl.DataFrame,
+                    metadata: dict[str, str] | None = None) -> None:
+        buf = io.BytesIO()
+        if path.endswith(".csv"):
+            df.write_csv(buf)
+            ctype = "text/csv"
+        else:
+            df.write_parquet(buf, compression="zstd")
+            ctype = "application/vnd.apache.parquet"
+        self.write_bytes(branch, path, buf.getvalue(), content_type=ctype, metadata=metadata)
+
+    # ---- diff and actions ----------------------------------------------
+    def diff(self, left: str, right: str, prefix: str | None = None) -> list[Change]:
+        return [Change(path=c.path, type=c.type)
+                for c in self.repo.ref(left).diff(right, prefix=prefix)]
+
+    def install_actions(self, branch: str, name: str, yaml_text: str, message: str | None = None) -> str | None:
+        """Write `_lakefs_actions/<name>` and commit it; returns the commit id or None if unchanged."""
+        path = f"_lakefs_actions/{name}"
+        try:
+            if self.read_bytes(branch, path) == yaml_text.encode():
+                return None
+        except LakeError:
+            pass
+        self.write_bytes(branch, path, yaml_text.encode(), content_type="application/x-yaml")
+        try:
+            return self.commit(branch, message or f"lakeloop: install actions {name}",
+                               {"lakeloop.kind": "actions"})
+        except ConflictException:
+            return None
+
+
+def _commit_info(c: lakefs.models.Commit) -> CommitInfo:
+    return CommitInfo(
+        id=c.id,
+        parents=list(c.parents or []),
+        message=c.message,
+        committer=c.committer,
+        metadata=dict(c.metadata or {}),
+        created=datetime.fromtimestamp(c.creation_date, tz=UTC),
+    )
