@@ -8,6 +8,7 @@ test fixtures, so the tests start services exactly the way users do.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -49,10 +50,8 @@ class Service:
 
     def stop(self, timeout: float = 15.0) -> None:
         stop_pid(self.proc.pid, timeout)
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(timeout=1)
-        except subprocess.TimeoutExpired:
-            pass
 
     def log_tail(self, lines: int = 40) -> str:
         try:
@@ -78,10 +77,8 @@ def stop_pid(pid: int, timeout: float = 15.0) -> None:
         except ProcessLookupError:
             return
         time.sleep(0.1)
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pgid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 def wait_healthy(
@@ -143,9 +140,12 @@ def start_service(
     return svc
 
 
-def write_pidfile(path: Path, services: dict[str, Service]) -> None:
+def record_service(path: Path, svc: Service) -> None:
+    """Remember a started service in the stack file (read-modify-write, so partial starts are kept)."""
+    data = read_pidfile(path)
+    data[svc.name] = {"pid": svc.pid, "url": svc.url}
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({n: {"pid": s.pid, "url": s.url} for n, s in services.items()}, indent=2))
+    path.write_text(json.dumps(data, indent=2))
 
 
 def read_pidfile(path: Path) -> dict[str, dict[str, object]]:

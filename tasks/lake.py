@@ -6,6 +6,7 @@ code runs against a real lakeFS and against the local server in `infra/`.
 
 from __future__ import annotations
 
+import contextlib
 import io
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -72,10 +73,8 @@ class Lake:
         return branch.get_commit().id
 
     def delete_branch(self, name: str) -> None:
-        try:
+        with contextlib.suppress(NotFoundException):
             self.repo.branch(name).delete()
-        except NotFoundException:
-            pass
 
     def branches(self) -> list[str]:
         return [b.id for b in self.repo.branches()]
@@ -119,8 +118,8 @@ class Lake:
     def read_bytes(self, ref: str, path: str) -> bytes:
         try:
             with self.repo.ref(ref).object(path).reader(mode="rb") as r:
-                data: bytes = r.read()
-                return data
+                data = r.read()
+                return data if isinstance(data, bytes) else data.encode()
         except NotFoundException as e:
             raise LakeError(f"lakefs://{self.settings.repository}/{ref}/{path}: not found") from e
 

@@ -1,0 +1,46 @@
+# lakeloop: every target bootstraps what it needs from a fresh clone.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3.12 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.lakeloop-installed
+
+.PHONY: setup demo test test-fast bench up down lint lock clean
+
+$(STAMP): requirements.lock pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@test -x $(BIN)/uv || $(BIN)/pip install -q "uv>=0.5,<1"
+	$(BIN)/uv pip sync -q --python $(BIN)/python requirements.lock
+	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e .
+	@touch $(STAMP)
+
+setup: $(STAMP)  ## app venv (.venv) with the `lakeloop` command; Label Studio's own venv (.venv-ls)
+	$(BIN)/lakeloop setup
+
+demo: setup  ## bring the local stack up and run the whole loop on synthetic churn
+	$(BIN)/lakeloop demo
+
+test: setup  ## unit + integration tests against real servers started by fixtures
+	$(BIN)/pytest -q -m "not slow" --timeout 900
+
+test-fast: $(STAMP)  ## unit tests only
+	$(BIN)/pytest -q -m "not integration and not slow"
+
+bench: setup
+	$(BIN)/python -m bench.run_all
+
+up: setup
+	$(BIN)/lakeloop up
+
+down:
+	@test -x $(BIN)/lakeloop && $(BIN)/lakeloop down || true
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+lock:  ## re-resolve pins after editing pyproject.toml
+	$(BIN)/uv pip compile -q pyproject.toml --extra dev --python-version 3.11 -o requirements.lock
+
+clean: down
+	rm -rf $(VENV) .venv-ls .lakeloop
