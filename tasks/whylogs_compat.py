@@ -156,10 +156,12 @@ def view_summary(view: DatasetProfileView) -> dict[str, dict[str, Any]]:
 class ColumnScore:
     """One column's drift score as whylogs computed it."""
 
-    __slots__ = ("column", "algorithm", "statistic", "pvalue", "category")
+    __slots__ = ("column", "algorithm", "statistic", "pvalue", "category", "n_target", "n_reference")
 
     def __init__(self, column: str, algorithm: str, statistic: float | None, pvalue: float | None,
-                 category: str | None) -> None:
+                 category: str | None, n_target: int = 0, n_reference: int = 0) -> None:
+        self.n_target = n_target
+        self.n_reference = n_reference
         self.column = column
         self.algorithm = algorithm
         self.statistic = statistic
@@ -216,6 +218,13 @@ def drift_scores(
                 statistic=None if score.statistic is None else float(score.statistic),
                 pvalue=None if score.pvalue is None else float(score.pvalue),
                 category=score.drift_category,
+                n_target=_count(tview),
+                n_reference=_count(rview),
             )
         )
     return out
+
+
+def _count(column_view: Any) -> int:
+    counts = column_view.get_metric("counts")
+    return 0 if counts is None else int(counts.n.value - counts.null.value)

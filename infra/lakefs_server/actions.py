@@ -273,7 +273,7 @@ class Runner:
             headers = {"Content-Type": "application/json", "User-Agent": "Go-http-client/1.1"}
             for k, v in (props.get("headers") or {}).items():
                 headers[str(k)] = _expand(str(v))
-            params: list[tuple[str, str]] = []
+            params: list[tuple[str, str | int | float | bool | None]] = []
             for k, v in (props.get("query_params") or {}).items():
                 for item in v if isinstance(v, list) else [v]:
                     params.append((str(k), _expand(str(item))))

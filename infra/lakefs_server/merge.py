@@ -63,7 +63,7 @@ def three_way(base: Tree, source: Tree, dest: Tree, strategy: str | None) -> Mer
     changed = False
     for path in set(base) | set(source) | set(dest):
         b, s, d = _ident(base, path), _ident(source, path), _ident(dest, path)
-        if s == b or s == d:
+        if s in (b, d):
             continue  # source did not change it, or both changed it the same way
         if d == b or strategy == "source-wins":
             changed = True

@@ -1,0 +1,37 @@
+"""What every flow starts from: settings, the dataset spec and the lake, built once per run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+from lakeloop.settings import Settings, get_settings
+from lakeloop.spec import DatasetSpec
+from tasks.lake import Lake
+
+
+@dataclass
+class FlowContext:
+    settings: Settings
+    spec: DatasetSpec
+    lake: Lake
+
+    @classmethod
+    def load(cls, repository: str | None = None) -> FlowContext:
+        settings = get_settings()
+        if repository and repository != settings.lakefs.repository:
+            settings = settings.model_copy(
+                update={"lakefs": settings.lakefs.model_copy(update={"repository": repository})}
+            )
+        return cls(settings=settings, spec=DatasetSpec.from_yaml(settings.spec_path), lake=Lake(settings.lakefs))
+
+    @property
+    def model_name(self) -> str:
+        return self.settings.mlflow.model_name
+
+    @cached_property
+    def lakefs_ui(self) -> str:
+        return f"{self.settings.lakefs.endpoint}/repositories/{self.settings.lakefs.repository}"
+
+    def commit_url(self, commit_id: str) -> str:
+        return f"{self.lakefs_ui}/commits/{commit_id}"

@@ -1,0 +1,47 @@
+"""A lakeFS commit arrived: check it, profile it, compare it with what the current model learned from."""
+
+from __future__ import annotations
+
+from prefect import flow, get_run_logger, task
+
+from flows.context import FlowContext
+from flows.reports import decision_markdown, publish, validation_markdown
+from flows.retrain import retrain
+from tasks import dataset, decide, quarantine_branch
+from tasks.drift import detect_drift
+from tasks.profiling import ProfileStore, dataset_profile, from_bytes
+from tasks.tracking import latest_training_reference
+
+check_commit = task(dataset.commit_batch, name="validate-commit")
+quarantine_rows = task(quarantine_branch.quarantine_invalid, name="quarantine-invalid-rows")
+profile_batch = task(dataset_profile, name="profile-batch")
+reference_profile = task(latest_training_reference, name="reference-profile")
+compare = task(detect_drift, name="detect-drift")
+
+
+@flow(name="on-commit", log_prints=True)
+def on_commit(repository: str, branch: str, commit_id: str) -> decide.CommitOutcome:
+    log = get_run_logger()
+    ctx = FlowContext.load(repository)
+
+    batch = check_commit(ctx.lake, ctx.spec, commit_id)
+    quarantined = quarantine_rows(ctx.lake, ctx.spec, batch)
+    publish("validation", validation_markdown(ctx, batch, quarantined))
+
+    reference = reference_profile(ctx.model_name)
+    drift = None
+    if reference is not None and batch.valid.height:
+        store = ProfileStore.for_spec(ctx.settings.home, ctx.spec)
+        view, _ = profile_batch([(c.obj.checksum, c.valid_rows) for c in batch.checks], store, ctx.spec)
+        drift = compare(view, from_bytes(reference.profile), ctx.spec, ctx.settings.drift)
+
+    decision = decide.decide(batch, drift, has_model=reference is not None)
+    publish("decision", decision_markdown(ctx, commit_id, decision, drift))
+    log.info("commit %s: %s", commit_id[:12], decision.summary)
+
+    model = None
+    if decision.retrain:
+        model = retrain(repository=repository, branch=branch, commit_id=commit_id, reason=decision.reason)
+    return decide.CommitOutcome(commit_id=commit_id, branch=branch, decision=decision, batch_rows=batch.n_rows,
+                                invalid_rows=batch.n_invalid, quarantine=quarantined, model=model,
+                                drifted=drift.drifted if drift else [])

@@ -1,0 +1,3 @@
+CREATE DATABASE lakefs;
+CREATE DATABASE mlflow;
+CREATE DATABASE prefect;

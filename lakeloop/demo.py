@@ -1,0 +1,143 @@
+"""`lakeloop demo`: the whole loop on the local stack, driven only by lakeFS commits.
+
+The demo writes batches to lakeFS through the SDK and commits them, exactly as a
+data team would; lakeFS's actions call the bridge, the bridge emits Prefect
+events, and the deployments' triggers start the flows. The demo only waits for
+those runs and reads their results.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+from rich.console import Console
+from rich.table import Table
+
+from lakeloop.settings import Settings
+from lakeloop.spec import DatasetSpec
+from tasks.lake import Lake
+
+RUN_TIMEOUT = 600.0
+
+
+@dataclass
+class DemoBatch:
+    name: str
+    frame: pl.DataFrame
+    note: str
+
+
+def churn_batches(spec: DatasetSpec, rows: int = 5000) -> list[DemoBatch]:
+    from tasks.synth import synth_batch
+
+    specs = [
+        ("baseline", dict(covariate_drift=0.0), "first data: trains v1"),
+        ("drifted", dict(covariate_drift=1.0), "covariate drift: retrains"),
+        ("clean", dict(covariate_drift=1.0), "same population as the drifted batch: no retrain"),
+        ("invalid", dict(covariate_drift=1.0, invalid_rate=0.05), "5% invalid rows: quarantined"),
+    ]
+    out = []
+    for i, (name, knobs, note) in enumerate(specs):
+        b = synth_batch(rows, seed=100 + i, start_id=i * rows, label_noise=0.05, **knobs)  # type: ignore[arg-type]
+        out.append(DemoBatch(name=name, frame=b.data, note=note))
+    return out
+
+
+def user_batches(data: Path, spec: DatasetSpec, n: int) -> list[DemoBatch]:
+    """Split the user's file into `n` batches (in time order when the spec has a time column)."""
+    df = pl.read_csv(data, infer_schema_length=10_000) if data.suffix == ".csv" else pl.read_parquet(data)
+    if spec.time_column and spec.time_column in df.columns:
+        df = df.sort(spec.time_column)
+    size = -(-df.height // n)
+    return [DemoBatch(name=f"part-{i + 1}", frame=df.slice(i * size, size), note=f"{data.name} part {i + 1}/{n}")
+            for i in range(n) if i * size < df.height]
+
+
+def commit_batch(lake: Lake, branch: str, batch: DemoBatch, index: int) -> str:
+    path = f"{lake.settings.data_prefix}{index:03d}-{batch.name}.parquet"
+    lake.write_frame(branch, path, batch.frame)
+    return lake.commit(branch, f"demo: add {batch.name} batch ({batch.frame.height} rows)",
+                       {"lakeloop.kind": "data", "lakeloop.demo.batch": batch.name, "rows": str(batch.frame.height)})
+
+
+def wait_for_run(api_url: str, flow_name: str, match: dict[str, Any], timeout: float = RUN_TIMEOUT) -> dict[str, Any]:
+    """Poll Prefect until a run of `flow_name` with these parameters reaches a final state."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    api = api_url.rstrip("/")
+    while time.monotonic() < deadline:
+        flows = httpx.post(f"{api}/flows/filter", json={"flows": {"name": {"any_": [flow_name]}}}, timeout=10).json()
+        if flows:
+            runs = httpx.post(f"{api}/flow_runs/filter", json={
+                "flow_runs": {"flow_id": {"any_": [flows[0]["id"]]}}, "sort": "START_TIME_DESC", "limit": 50,
+            }, timeout=10).json()
+            for run in runs:
+                params = run.get("parameters") or {}
+                if all(params.get(k) == v for k, v in match.items()):
+                    state = (run.get("state") or {}).get("type")
+                    if state in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
+                        return dict(run)
+        time.sleep(1.0)
+    raise TimeoutError(f"no finished {flow_name} run with {match} after {timeout:.0f}s")
+
+
+def run_result(run: dict[str, Any]) -> Any:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.objects import FlowRun
+
+    with get_client(sync_client=True) as client:
+        fr: FlowRun = client.read_flow_run(run["id"])
+    assert fr.state is not None
+    return fr.state.result(raise_on_failure=False)
+
+
+def run_demo(settings: Settings, console: Console, *, data: Path | None, spec_path: Path | None,
+             batches: int, label_round: bool) -> None:
+    from lakeloop.stack import print_urls, start_stack
+
+    if spec_path is not None:
+        settings = settings.model_copy(update={"spec_path": spec_path})
+    spec = DatasetSpec.from_yaml(settings.spec_path)
+    console.rule("starting the local stack")
+    stack = start_stack(settings, with_label_studio=label_round)
+    print_urls(stack, console)
+    lake = Lake(settings.lakefs)
+    branch = settings.lakefs.default_branch
+    demo_batches = user_batches(data, spec, batches) if data else churn_batches(spec)
+
+    table = Table("batch", "commit", "rows", "valid", "quarantined", "decision", "drifted columns", "model", "AUC",
+                  title="lakeloop demo")
+    for i, batch in enumerate(demo_batches, start=1):
+        console.rule(f"commit {i}: {batch.name} — {batch.note}")
+        commit_id = commit_batch(lake, branch, batch, i)
+        run = wait_for_run(settings.prefect.api_url, "on-commit", {"commit_id": commit_id})
+        outcome = run_result(run)
+        _add_row(table, batch, commit_id, run, outcome)
+        console.print(f"  on-commit run {run['name']}: {run['state']['type']}")
+    console.print(table)
+    if label_round:
+        from lakeloop.demo_labels import run_label_round
+
+        run_label_round(settings, console, lake, spec)
+    console.rule("where to look")
+    print_urls(stack, console)
+    console.print("lineage: [bold]lakeloop lineage <commit-id>[/] or [bold]lakeloop lineage churn@1[/]")
+
+
+def _add_row(table: Table, batch: DemoBatch, commit_id: str, run: dict[str, Any], outcome: Any) -> None:
+    if run["state"]["type"] != "COMPLETED" or outcome is None or isinstance(outcome, BaseException):
+        table.add_row(batch.name, commit_id[:12], str(batch.frame.height), "", "", f"run {run['state']['type']}",
+                      "", "", "")
+        return
+    model = outcome.model
+    table.add_row(
+        batch.name, commit_id[:12], str(outcome.batch_rows), str(outcome.batch_rows - outcome.invalid_rows),
+        str(outcome.invalid_rows), outcome.decision.reason, ", ".join(outcome.drifted) or "-",
+        f"v{model.version}" if model else "-",
+        f"{model.metrics.get('roc_auc', float('nan')):.3f}" if model else "-",
+    )

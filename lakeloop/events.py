@@ -1,0 +1,243 @@
+"""lakeloop's event vocabulary and the two ways to hand events to Prefect.
+
+Deployment triggers in `prefect.yaml` match these names and resource ids and
+template flow parameters from the payload fields, so the names, resource ids
+and payload models here are the contract between emitters and `prefect.yaml`.
+
+* `emit()` goes through `prefect.events.emit_event` (Prefect's own background
+  events worker, which also attaches the flow/task run as related resources
+  when called inside a run) and then flushes that worker, so a short-lived
+  process (CLI, bench, end of a flow) does not exit with events still queued.
+  The worker logs, but does not raise, delivery failures.
+* `publish()` posts to the server's `POST /api/events` and raises unless the
+  server accepted the events. The bridge and the reconciler use it because
+  they must only mark a commit processed in the ledger once Prefect has it.
+
+Event ids of lakeFS commit events are derived from the commit, so a second
+delivery of the same commit is also recognised as a duplicate by Prefect's
+trigger service (it skips event ids it has already seen).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import httpx
+from prefect.events import Event, emit_event
+from prefect.events.worker import EventsWorker
+from prefect.settings import PREFECT_API_URL, get_current_settings
+from pydantic import BaseModel, ConfigDict, Field
+
+# ---- event names -------------------------------------------------------------
+LAKEFS_COMMIT_CREATED = "lakefs.commit.created"
+LAKEFS_MERGE_COMPLETED = "lakefs.merge.completed"
+DRIFT_DETECTED = "lakeloop.drift.detected"
+LABELS_READY = "lakeloop.labels.ready"
+MODEL_REGISTERED = "lakeloop.model.registered"
+MODEL_PROMOTED = "lakeloop.model.promoted"
+INFERENCE_COMPLETED = "lakeloop.inference.completed"
+
+ALL_EVENTS = (
+    LAKEFS_COMMIT_CREATED, LAKEFS_MERGE_COMPLETED, DRIFT_DETECTED, LABELS_READY,
+    MODEL_REGISTERED, MODEL_PROMOTED, INFERENCE_COMPLETED,
+)
+
+# Stable namespace for deterministic event ids (uuid5).
+_EVENT_NS = uuid.UUID("6c1d4a52-5b8e-4f0e-9a51-1a7e2f0c9d33")
+
+
+class EmitError(RuntimeError):
+    """Prefect did not accept an event (server down, events disabled, rejected)."""
+
+
+# ---- resources -----------------------------------------------------------------
+def branch_resource(repository: str, branch: str, commit_id: str | None = None) -> dict[str, str]:
+    """`lakefs.repo.<repository>.branch.<branch>`, the resource prefect.yaml matches for lakeFS events."""
+    r = {
+        "prefect.resource.id": f"lakefs.repo.{repository}.branch.{branch}",
+        "prefect.resource.name": f"{repository}/{branch}",
+        "lakefs.repository": repository,
+        "lakefs.branch": branch,
+    }
+    if commit_id:
+        r["lakefs.commit"] = commit_id
+    return r
+
+
+def dataset_resource(repository: str) -> dict[str, str]:
+    return {"prefect.resource.id": f"lakeloop.dataset.{repository}", "lakefs.repository": repository}
+
+
+def model_resource(model_name: str) -> dict[str, str]:
+    return {"prefect.resource.id": f"lakeloop.model.{model_name}", "mlflow.model": model_name}
+
+
+def labels_resource(project_id: int | None) -> dict[str, str]:
+    pid = "any" if project_id is None else str(project_id)
+    return {"prefect.resource.id": f"lakeloop.label-studio.project.{pid}", "label-studio.project": pid}
+
+
+# ---- payloads ------------------------------------------------------------------
+class _Payload(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CommitPayload(_Payload):
+    """lakefs.commit.created / lakefs.merge.completed; prefect.yaml maps these to on_commit."""
+
+    repository: str
+    branch: str
+    commit_id: str
+    message: str = ""
+    committer: str = ""
+    metadata: dict[str, str] = Field(default_factory=dict)
+    merge_source: str | None = None
+    lakefs_event: str = Field(description="lakeFS event_type, e.g. post-commit")
+    event_time: datetime | None = None
+    delivered_by: Literal["bridge", "reconcile"] = "bridge"
+
+
+class DriftPayload(_Payload):
+    """lakeloop.drift.detected -> retrain(repository, branch, commit_id, reason)."""
+
+    repository: str
+    branch: str
+    commit_id: str
+    reason: str
+    drifted_columns: list[str] = Field(default_factory=list)
+    run_id: str | None = None
+
+
+class LabelsPayload(_Payload):
+    """lakeloop.labels.ready -> ingest_labels(project_id)."""
+
+    project_id: int | None
+    annotation_id: int
+    task_id: int | None = None
+    action: str
+
+
+class ModelRegisteredPayload(_Payload):
+    """lakeloop.model.registered -> build_ensemble(repository, commit_id) and request_relabel(...)."""
+
+    repository: str
+    commit_id: str
+    run_id: str
+    model_name: str
+    version: str
+
+
+class ModelPromotedPayload(_Payload):
+    """lakeloop.model.promoted -> batch_inference(repository, ref)."""
+
+    repository: str
+    ref: str
+    model_name: str
+    version: str
+    alias: str = "champion"
+
+
+class InferenceCompletedPayload(_Payload):
+    """lakeloop.inference.completed -> monitor(repository, ref)."""
+
+    repository: str
+    ref: str
+    predictions_path: str = ""
+
+
+# ---- building and sending ----------------------------------------------------------
+def commit_event_id(event: str, repository: str, commit_id: str) -> uuid.UUID:
+    return uuid.uuid5(_EVENT_NS, f"{event}:{repository}:{commit_id}")
+
+
+def build_event(
+    event: str,
+    resource: dict[str, str],
+    payload: BaseModel | dict[str, Any],
+    *,
+    event_id: uuid.UUID | None = None,
+    related: list[dict[str, str]] | None = None,
+    occurred: datetime | None = None,
+) -> Event:
+    data = payload.model_dump(mode="json") if isinstance(payload, BaseModel) else dict(payload)
+    kwargs: dict[str, Any] = {}
+    if event_id is not None:
+        kwargs["id"] = event_id
+    return Event(
+        event=event,
+        resource=resource,
+        payload=data,
+        related=related or [],
+        occurred=occurred or datetime.now(UTC),
+        **kwargs,
+    )
+
+
+def commit_event(payload: CommitPayload) -> Event:
+    """The Prefect event for a lakeFS commit or merge (id derived from the commit)."""
+    name = LAKEFS_MERGE_COMPLETED if payload.lakefs_event == "post-merge" else LAKEFS_COMMIT_CREATED
+    return build_event(
+        name,
+        branch_resource(payload.repository, payload.branch, payload.commit_id),
+        payload,
+        event_id=commit_event_id(name, payload.repository, payload.commit_id),
+    )
+
+
+def flush(timeout: float = 30.0) -> None:
+    """Wait until Prefect's background events worker has sent everything queued."""
+    import threading
+
+    try:
+        worker = EventsWorker.instance()
+    except Exception:  # no API configured: nothing was queued
+        return
+    t = threading.Thread(target=worker.wait_until_empty, daemon=True)
+    t.start()
+    t.join(timeout)
+    if t.is_alive():
+        raise EmitError(f"Prefect events still queued after {timeout:.0f}s (is {PREFECT_API_URL.value()} up?)")
+
+
+def emit(
+    event: str,
+    resource: dict[str, str],
+    payload: BaseModel | dict[str, Any],
+    *,
+    event_id: uuid.UUID | None = None,
+    related: list[dict[str, str]] | None = None,
+    wait: bool = True,
+) -> Event:
+    """Emit through `prefect.events.emit_event`; with `wait`, block until the worker sent it."""
+    data = payload.model_dump(mode="json") if isinstance(payload, BaseModel) else dict(payload)
+    kwargs: dict[str, Any] = {}
+    if event_id is not None:
+        kwargs["id"] = event_id
+    ev = emit_event(event=event, resource=resource, payload=data, related=related, **kwargs)
+    if ev is None:
+        raise EmitError(f"{event}: Prefect events are disabled here (PREFECT_API_URL={PREFECT_API_URL.value()!r})")
+    if wait:
+        flush()
+    return ev
+
+
+def publish(events: list[Event], api_url: str | None = None, timeout: float = 10.0) -> None:
+    """POST events to Prefect's `/events` endpoint; raises `EmitError` unless accepted."""
+    url = (api_url or PREFECT_API_URL.value() or "").rstrip("/")
+    if not url:
+        raise EmitError("no Prefect API URL (set PREFECT_API_URL)")
+    headers = {}
+    auth = get_current_settings().api.auth_string
+    if auth is not None:
+        import base64
+
+        headers["Authorization"] = "Basic " + base64.b64encode(auth.get_secret_value().encode()).decode()
+    body = [e.model_dump(mode="json") for e in events]
+    try:
+        r = httpx.post(f"{url}/events", json=body, headers=headers, timeout=timeout)
+    except httpx.HTTPError as e:
+        raise EmitError(f"{url}/events: {type(e).__name__}: {e}") from e
+    if r.status_code >= 300:
+        raise EmitError(f"{url}/events: HTTP {r.status_code}: {r.text[:300]}")

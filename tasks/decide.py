@@ -1,0 +1,60 @@
+"""Whether a commit retrains the model, and why, as data the flow can show and return."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+from tasks.dataset import CommitBatch
+from tasks.drift import DriftReport
+
+
+class Decision(BaseModel):
+    retrain: bool
+    reason: str  # first-model | drift | labels-changed | no-drift | no-new-data
+    reasons: list[str]
+
+    @property
+    def summary(self) -> str:
+        return f"{'retrain' if self.retrain else 'keep model'} ({self.reason}): " + "; ".join(self.reasons)
+
+
+class ModelRef(BaseModel):
+    name: str
+    version: str
+    run_id: str
+    metrics: dict[str, float] = {}
+
+
+class QuarantineRecord(BaseModel):
+    branch: str
+    commit_id: str | None
+    objects: list[str]
+    rows: int
+
+
+class CommitOutcome(BaseModel):
+    commit_id: str
+    branch: str
+    decision: Decision
+    batch_rows: int
+    invalid_rows: int
+    quarantine: QuarantineRecord | None = None
+    model: ModelRef | None = None
+    drifted: list[str] = []
+
+
+def decide(batch: CommitBatch, drift: DriftReport | None, *, has_model: bool) -> Decision:
+    """First data trains; later commits retrain on dataset drift or on changed labels, nothing else."""
+    if batch.labels_changed:
+        return Decision(retrain=True, reason="labels-changed",
+                        reasons=[f"label corrections changed: {', '.join(batch.labels_changed)}"])
+    if not batch.valid.height:
+        why = "no valid rows in this commit" if batch.checks else "no data objects changed"
+        return Decision(retrain=False, reason="no-new-data", reasons=[why])
+    if not has_model:
+        return Decision(retrain=True, reason="first-model", reasons=["no model trained yet"])
+    assert drift is not None
+    if drift.decision:
+        return Decision(retrain=True, reason="drift", reasons=drift.reasons)
+    return Decision(retrain=False, reason="no-drift",
+                    reasons=drift.reasons or [f"no feature drifted ({len(drift.columns)} compared)"])

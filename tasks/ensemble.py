@@ -1,0 +1,464 @@
+"""Voted ensembles packaged as one self-contained MLflow pyfunc.
+
+Why self-contained: a registered model must load and predict in a process that
+has only its declared requirements (xgboost, scikit-learn, pandas, numpy,
+mlflow) - no lakeloop code, no lookups of other runs. So the pyfunc carries its
+members as artifacts (one file each), the dataset spec as a JSON artifact, and
+the class itself is pickled *by value*. The runtime half of this module (the
+`_rt_*` helpers and `VotingEnsemble`) therefore uses only numpy/pandas/xgboost/
+pickle; it re-implements `tasks.features` on pandas, and a unit test pins the
+two encodings together.
+
+Voting: `hard` (members' labels, vote shares as probability), `soft` (mean of
+probabilities), `weighted` (probabilities weighted by each member's
+out-of-fold AUC skill, `AUC - 0.5`). Members are chosen on out-of-fold
+predictions (`select_members`), so the ensemble's CV AUC is never below the
+best member's.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xgboost as xgb
+from mlflow.pyfunc import PythonModel
+
+VOTING_MODES = ("hard", "soft", "weighted")
+SPEC_ARTIFACT = "spec"
+MANIFEST_ARTIFACT = "manifest"
+# Files every ensemble model directory must hold (checked by the gate).
+REQUIRED_MODEL_FILES = ("MLmodel", "python_model.pkl", "requirements.txt", "input_example.json")
+
+
+# =====================================================================================
+# Runtime: used inside the pyfunc, so only numpy / pandas / xgboost / sklearn (pickled).
+# =====================================================================================
+def _rt_model_features(spec: dict[str, Any]) -> list[str]:
+    return [f["name"] for f in spec["features"] if not f.get("pii") and f["type"] != "string"]
+
+
+def _rt_feature_types(spec: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {f["name"]: f for f in spec["features"]}
+
+
+def _rt_as_float(s: pd.Series) -> np.ndarray:
+    if s.dtype == object:
+        s = s.map(lambda v: np.nan if v is None else v)
+    return np.asarray(s.to_numpy(dtype="float64", na_value=np.nan), dtype="float64")
+
+
+def _rt_as_str(s: pd.Series) -> np.ndarray:
+    """Values as python str (None for missing), like polars' Utf8 cast in tasks.features."""
+    out = s.astype(object).to_numpy()
+    missing = pd.isna(out)
+    out = np.where(missing, None, out)
+    return np.asarray([v if v is None or isinstance(v, str) else str(v) for v in out], dtype=object)
+
+
+def rt_model_frame(frame: pd.DataFrame, spec: dict[str, Any], features: list[str]) -> pd.DataFrame:
+    """pandas twin of `tasks.features.model_frame` (categoricals with the spec's fixed categories)."""
+    types = _rt_feature_types(spec)
+    out: dict[str, Any] = {}
+    for name in features:
+        if name not in frame.columns:
+            raise ValueError(f"model input is missing column {name!r}")
+        f = types[name]
+        if f["type"] == "categorical":
+            out[name] = pd.Categorical(_rt_as_str(frame[name]), categories=f["categories"])
+        else:
+            out[name] = _rt_as_float(frame[name])
+    return pd.DataFrame(out, index=pd.RangeIndex(len(frame)))
+
+
+def rt_numeric_matrix(frame: pd.DataFrame, spec: dict[str, Any], features: list[str]) -> np.ndarray:
+    """pandas twin of `tasks.features.numeric_matrix` (one-hot categoricals, NaN -> 0)."""
+    types = _rt_feature_types(spec)
+    cols: list[np.ndarray] = []
+    for name in features:
+        if name not in frame.columns:
+            raise ValueError(f"model input is missing column {name!r}")
+        f = types[name]
+        if f["type"] == "categorical":
+            values = _rt_as_str(frame[name])
+            for cat in f["categories"]:
+                cols.append((values == cat).astype("float64"))
+        else:
+            cols.append(np.nan_to_num(_rt_as_float(frame[name]), nan=0.0))
+    return np.column_stack(cols) if cols else np.empty((len(frame), 0))
+
+
+def rt_member_proba(kind: str, model: Any, frame: pd.DataFrame, spec: dict[str, Any],
+                    features: list[str], n_classes: int) -> np.ndarray:
+    """Class-probability matrix (n, k) of one member on raw model input."""
+    if kind == "xgboost":
+        raw = np.asarray(model.inplace_predict(rt_model_frame(frame, spec, features)), dtype="float64")
+    elif kind == "logreg":
+        raw = np.asarray(model.predict_proba(rt_numeric_matrix(frame, spec, features)), dtype="float64")
+    else:
+        raise ValueError(f"unknown member kind {kind!r}")
+    return rt_as_matrix(raw, n_classes)
+
+
+def rt_as_matrix(raw: np.ndarray, n_classes: int) -> np.ndarray:
+    """(n,) positive-class probabilities or (n, k) matrices -> (n, k)."""
+    if raw.ndim == 1:
+        return np.column_stack([1.0 - raw, raw])
+    if raw.shape[1] != n_classes:
+        raise ValueError(f"member returned {raw.shape[1]} classes, expected {n_classes}")
+    return raw
+
+
+def vote(probas: list[np.ndarray], weights: list[float] | np.ndarray, voting: str,
+         threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """Combine member probability matrices; returns (class indices, (n, k) probabilities).
+
+    Binary: class 1 is the positive class and the label is `p >= threshold`.
+    `hard`: each member votes its own label; probability = share of (unweighted) votes;
+    an exact tie falls back to the soft probability.
+    """
+    if voting not in VOTING_MODES:
+        raise ValueError(f"voting must be one of {VOTING_MODES}, got {voting!r}")
+    if not probas:
+        raise ValueError("an ensemble needs at least one member")
+    stack = np.stack(probas)  # (m, n, k)
+    m, _, k = stack.shape
+    w = np.ones(m) if voting != "weighted" else np.asarray(weights, dtype="float64")
+    if voting == "weighted" and (w.shape != (m,) or w.sum() <= 0 or (w < 0).any()):
+        raise ValueError(f"weights must be {m} non-negative numbers with a positive sum, got {list(w)}")
+    soft = np.tensordot(w / w.sum(), stack, axes=1)  # (n, k)
+    if voting != "hard":
+        return _rt_decide(soft, threshold), soft
+    member_labels = np.stack([_rt_decide(p, threshold) for p in probas])  # (m, n)
+    shares = np.stack([(member_labels == c).mean(axis=0) for c in range(k)], axis=1)  # (n, k)
+    top = shares.max(axis=1, keepdims=True)
+    tied = (shares == top).sum(axis=1) > 1
+    labels = shares.argmax(axis=1)
+    if tied.any():
+        labels[tied] = _rt_decide(soft[tied], threshold)
+    return labels, shares
+
+
+def _rt_decide(proba: np.ndarray, threshold: float) -> np.ndarray:
+    if proba.shape[1] == 2:
+        return (proba[:, 1] >= threshold).astype(np.int64)
+    return np.asarray(proba.argmax(axis=1), dtype=np.int64)
+
+
+class VotingEnsemble(PythonModel):
+    """The pyfunc. Everything it needs comes from its own artifacts (spec, manifest, member files)."""
+
+    def __init__(self, voting: str = "weighted") -> None:
+        if voting not in VOTING_MODES:
+            raise ValueError(f"voting must be one of {VOTING_MODES}, got {voting!r}")
+        self.voting = voting
+        self.spec: dict[str, Any] = {}
+        self.manifest: dict[str, Any] = {}
+        self.members: list[tuple[dict[str, Any], Any]] = []
+
+    def load_context(self, context: Any) -> None:
+        arts = context.artifacts
+        with open(arts[SPEC_ARTIFACT]) as fh:
+            self.spec = json.load(fh)
+        with open(arts[MANIFEST_ARTIFACT]) as fh:
+            self.manifest = json.load(fh)
+        self.members = []
+        for entry in self.manifest["members"]:
+            path = arts[entry["artifact"]]
+            if entry["kind"] == "xgboost":
+                booster = xgb.Booster()
+                booster.load_model(path)
+                booster.set_param({"nthread": 0})
+                model: Any = booster
+            else:
+                with open(path, "rb") as fh:
+                    model = pickle.load(fh)  # noqa: S301 - our own artifact, written by log_ensemble
+            self.members.append((entry, model))
+
+    # the positional names follow mlflow's PythonModel.predict
+    def predict(self, context: Any, model_input: Any, params: dict[str, Any] | None = None) -> Any:
+        frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
+        frame = frame.reset_index(drop=True)
+        voting = (params or {}).get("voting") or self.voting
+        man = self.manifest
+        k = len(man["classes"])
+        probas = [rt_member_proba(e["kind"], mdl, frame, self.spec, e["features"], k) for e, mdl in self.members]
+        labels, proba = vote(probas, [e["weight"] for e, _ in self.members], voting, man["threshold"])
+        classes = man["classes"]
+        out = pd.DataFrame({
+            "label": np.asarray(classes, dtype=object)[labels],
+            "probability": proba[:, classes.index(man["positive"])],
+        })
+        if k > 2:
+            for i, c in enumerate(classes):
+                out[f"probability_{c}"] = proba[:, i]
+        return out
+
+
+# =====================================================================================
+# Build time: selecting members, packaging, logging and registering.
+# =====================================================================================
+@dataclass
+class EnsemblePlan:
+    """Which members vote and with what weights, plus the OOF evidence for the choice."""
+
+    names: list[str]
+    weights: list[float]
+    voting: str
+    cv_auc: float
+    best_member: str
+    best_member_auc: float
+    all_members_auc: float
+    member_aucs: dict[str, float] = field(default_factory=dict)
+
+
+def auc_weights(aucs: list[float]) -> list[float]:
+    """Weights proportional to skill over chance (`AUC - 0.5`), normalised; a useless member gets ~0."""
+    skill = np.maximum(np.asarray(aucs, dtype="float64") - 0.5, 1e-6)
+    return [float(x) for x in skill / skill.sum()]
+
+
+def class_order(spec: Any) -> list[str]:
+    """Class names in probability-column order (binary: [negative, positive], as `encode_labels`)."""
+    classes = list(spec.classes)
+    if len(classes) == 2:
+        return [next(c for c in classes if c != spec.positive), spec.positive]
+    return classes
+
+
+def select_members(members: list[Any], y: np.ndarray, voting: str = "weighted",
+                   threshold: float = 0.5) -> EnsemblePlan:
+    """Pick the top-k members (by OOF AUC) whose vote has the best OOF AUC.
+
+    k = 1 is the best member alone, so the chosen vote is never worse than it on
+    out-of-fold data; ties prefer more members (a vote is more robust than one model).
+    """
+    from tasks.candidates import auc_score  # build-time only
+
+    if not members:
+        raise ValueError("no candidate members to select from")
+    ranked = sorted(members, key=lambda mb: mb.cv_auc, reverse=True)
+    best_auc, best_k = -1.0, 1
+    all_auc = float("nan")
+    for k in range(1, len(ranked) + 1):
+        top = ranked[:k]
+        _, proba = vote([mb.oof for mb in top], auc_weights([mb.cv_auc for mb in top]), voting, threshold)
+        auc = auc_score(y, proba)
+        if k == len(ranked):
+            all_auc = auc
+        if auc >= best_auc - 1e-9:
+            best_auc, best_k = auc, k
+    chosen = ranked[:best_k]
+    return EnsemblePlan(
+        names=[mb.name for mb in chosen],
+        weights=auc_weights([mb.cv_auc for mb in chosen]),
+        voting=voting,
+        cv_auc=float(best_auc),
+        best_member=ranked[0].name,
+        best_member_auc=float(ranked[0].cv_auc),
+        all_members_auc=float(all_auc),
+        member_aucs={mb.name: float(mb.cv_auc) for mb in members},
+    )
+
+
+def model_signature(spec: Any) -> Any:
+    """Input schema from the spec (model features only); output label + probability; `voting` param."""
+    from mlflow.models.signature import ModelSignature
+    from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema
+
+    from lakeloop.spec import FeatureType
+
+    cols = []
+    for name in spec.model_features:
+        f = spec.feature(name)
+        if f.type == FeatureType.categorical:
+            t = "string"
+        elif f.type == FeatureType.boolean:
+            t = "boolean"
+        elif f.type == FeatureType.integer and not f.nullable:
+            t = "long"
+        else:  # numeric, or nullable integers (nulls turn integer columns into floats in pandas)
+            t = "double"
+        cols.append(ColSpec(t, name))
+    outputs = [ColSpec("string", "label"), ColSpec("double", "probability")]
+    if len(spec.classes) > 2:
+        outputs += [ColSpec("double", f"probability_{c}") for c in spec.classes]
+    return ModelSignature(
+        inputs=Schema(cols),
+        outputs=Schema(outputs),
+        params=ParamSchema([ParamSpec("voting", "string", "weighted")]),
+    )
+
+
+def model_input(df: Any, signature: Any) -> pd.DataFrame:
+    """polars frame -> pandas with the signature's columns and dtypes; names the column that cannot cast."""
+    import polars as pl
+
+    casts = {"long": pl.Int64, "double": pl.Float64, "boolean": pl.Boolean, "string": pl.Utf8,
+             "integer": pl.Int32, "float": pl.Float32}
+    exprs = []
+    for col in signature.inputs.inputs:
+        if col.name not in df.columns:
+            if getattr(col, "required", True):
+                raise ValueError(f"model input is missing column {col.name!r} required by the model signature")
+            continue
+        exprs.append(pl.col(col.name).cast(casts[str(col.type)], strict=True))
+    try:
+        selected = df.select(exprs)
+    except pl.exceptions.PolarsError as e:
+        raise ValueError(f"model input does not cast to the model signature: {e}") from e
+    return selected.to_pandas()
+
+
+def pip_requirements() -> list[str]:
+    """Pinned to the versions that trained the members (xgboost/sklearn files are version-sensitive)."""
+    from importlib.metadata import version
+
+    return [f"{p}=={version(p)}" for p in ("mlflow", "xgboost", "scikit-learn", "pandas", "numpy", "cloudpickle")]
+
+
+def _save_member(member: Any, directory: Path, index: int) -> tuple[str, Path]:
+    key = f"member_{index}_{member.name}"
+    if member.kind == "xgboost":
+        path = directory / f"{key}.ubj"
+        member.model.save_model(str(path))
+    elif member.kind == "logreg":
+        path = directory / f"{key}.pkl"
+        with open(path, "wb") as fh:
+            pickle.dump(member.model, fh, protocol=5)
+    else:
+        raise ValueError(f"member {member.name!r}: unknown kind {member.kind!r}")
+    return key, path
+
+
+def build_artifacts(members: list[Any], plan: EnsemblePlan, spec: Any,
+                    directory: Path) -> dict[str, str]:
+    """Write spec, manifest and one file per chosen member; return mlflow's `artifacts` mapping."""
+    by_name = {mb.name: mb for mb in members}
+    missing = [n for n in plan.names if n not in by_name]
+    if missing:
+        raise ValueError(f"plan names members that are not candidates: {missing}")
+    directory.mkdir(parents=True, exist_ok=True)
+    artifacts: dict[str, str] = {}
+    entries = []
+    for i, (name, weight) in enumerate(zip(plan.names, plan.weights, strict=True)):
+        mb = by_name[name]
+        key, path = _save_member(mb, directory, i)
+        artifacts[key] = str(path)
+        entries.append({"artifact": key, "name": name, "kind": mb.kind, "features": list(mb.features),
+                        "weight": float(weight), "cv_auc": float(mb.cv_auc)})
+    manifest = {
+        "members": entries,
+        "voting": plan.voting,
+        "classes": class_order(spec),
+        "positive": spec.positive,
+        "threshold": float(spec.business_threshold) if len(spec.classes) == 2 else 0.5,
+        "id_column": spec.id_column,
+        "cv_auc": plan.cv_auc,
+        "best_member": plan.best_member,
+        "best_member_auc": plan.best_member_auc,
+    }
+    (directory / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    (directory / "spec.json").write_text(json.dumps(spec.model_dump(mode="json"), indent=2))
+    artifacts[MANIFEST_ARTIFACT] = str(directory / "manifest.json")
+    artifacts[SPEC_ARTIFACT] = str(directory / "spec.json")
+    return artifacts
+
+
+@dataclass(frozen=True)
+class LoggedEnsemble:
+    run_id: str
+    model_uri: str
+    version: str
+
+
+def log_ensemble(
+    candidates: Any,
+    *,
+    name: str,
+    voting: str = "weighted",
+    description: str | None = None,
+    plan: EnsemblePlan | None = None,
+    example_rows: int = 5,
+) -> tuple[str, str, str]:
+    """Package the selected members as a pyfunc in the candidates' parent run and register it.
+
+    `candidates` is a `tasks.candidates.CandidateSet`. The new version gets alias
+    `challenger`, the lineage tags of the data it was trained on, and its CV evidence.
+    Returns (run_id, model_uri `models:/<name>/<version>`, version).
+    """
+    import cloudpickle
+    import mlflow
+    from mlflow import MlflowClient
+
+    spec = candidates.spec
+    plan = plan or select_members(candidates.members, candidates.y, voting, _threshold(spec))
+    signature = model_signature(spec)
+    example = model_input(candidates.frame.head(example_rows), signature)
+    tags = {**candidates.lineage.tags(), "lakeloop.kind": "ensemble", "ensemble.voting": plan.voting,
+            "ensemble.members": ",".join(plan.names)}
+    desc = description or (
+        f"{plan.voting} vote of {len(plan.names)} members ({', '.join(plan.names)}); "
+        f"OOF CV AUC {plan.cv_auc:.4f} vs best member {plan.best_member} {plan.best_member_auc:.4f}; "
+        f"data {candidates.lineage.repository}@{candidates.lineage.commit_id[:12]}"
+    )
+    client = MlflowClient()
+    module = sys.modules[__name__]
+    with tempfile.TemporaryDirectory(prefix="lakeloop-ensemble-") as tmp:
+        artifacts = build_artifacts(candidates.members, plan, spec, Path(tmp))
+        run_ctx = (mlflow.start_run(run_id=candidates.parent_run_id) if candidates.parent_run_id
+                   else mlflow.start_run(run_name="ensemble", tags=tags))
+        with run_ctx as run:
+            mlflow.log_metrics({"ensemble.cv_auc": plan.cv_auc, "ensemble.best_member_auc": plan.best_member_auc,
+                                "ensemble.all_members_auc": plan.all_members_auc})
+            mlflow.log_dict(plan.__dict__, "ensemble_plan.json")
+            cloudpickle.register_pickle_by_value(module)
+            try:
+                info = mlflow.pyfunc.log_model(
+                    name="ensemble",
+                    python_model=VotingEnsemble(plan.voting),
+                    artifacts=artifacts,
+                    signature=signature,
+                    input_example=example,
+                    pip_requirements=pip_requirements(),
+                    tags=tags,
+                )
+            finally:
+                cloudpickle.unregister_pickle_by_value(module)
+            run_id = run.info.run_id
+    try:
+        client.create_registered_model(name)
+    except mlflow.exceptions.MlflowException as e:
+        if "RESOURCE_ALREADY_EXISTS" not in str(e.error_code):
+            raise
+    mv = client.create_model_version(name=name, source=info.model_uri, run_id=run_id, tags={
+        **tags, "ensemble.cv_auc": f"{plan.cv_auc:.6f}", "ensemble.best_member_auc": f"{plan.best_member_auc:.6f}",
+    }, description=desc)
+    _wait_ready(client, name, mv.version)
+    client.set_registered_model_alias(name, "challenger", mv.version)
+    return run_id, f"models:/{name}/{mv.version}", str(mv.version)
+
+
+def _threshold(spec: Any) -> float:
+    return float(spec.business_threshold) if len(spec.classes) == 2 else 0.5
+
+
+def _wait_ready(client: Any, name: str, version: str, timeout: float = 120.0) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        mv = client.get_model_version(name, version)
+        if mv.status == "READY":
+            return
+        if mv.status == "FAILED_REGISTRATION":
+            raise RuntimeError(f"model {name} version {version} failed to register: {mv.status_message}")
+        time.sleep(0.2)
+    raise TimeoutError(f"model {name} version {version} not READY after {timeout:.0f}s")
