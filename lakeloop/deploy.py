@@ -1,18 +1,33 @@
-"""Register lakeloop's deployments (and their triggers) from prefect.yaml.
+"""Register lakeloop's deployments (and their triggers and schedules) from prefect.yaml.
 
-`prefect.yaml` stays the single source of truth; this runs Prefect's own
-`prefect --no-prompt deploy --all` against it, so what `lakeloop up` deploys is
-exactly what a user running the Prefect CLI would get.
+`prefect.yaml` is the single source of truth and stays valid for the Prefect
+CLI. We apply it with Prefect's Python API
+(`flow.from_source(...).to_deployment(...).apply()`) instead of
+`prefect deploy --all` or `flow.deploy()`: with the pinned FastAPI (<0.155) both
+abort in 3.8.8 on their "any active workers?" check, which posts `limit: null`
+to `/work_pools/{pool}/workers/filter` and gets a 422.
+
+Deploying imports every flow module, so `deploy_all` runs it in a child
+process (`python -m lakeloop.deploy`) with the target `PREFECT_API_URL`.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
+import os
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 from lakeloop.services.prefect import QUIET_ENV
+
+_ENV_REF = re.compile(r"\{\{\s*\$(\w+)\s*\}\}")
 
 
 class DeployError(RuntimeError):
@@ -21,8 +36,73 @@ class DeployError(RuntimeError):
 
 @dataclass(frozen=True)
 class DeployResult:
-    deployments: list[str]
+    deployments: list[str]  # "flow-name/deployment-name"
     output: str
+
+
+def load_deployments(prefect_file: Path, env: dict[str, str]) -> list[dict[str, Any]]:
+    """The `deployments:` of a prefect.yaml with `{{ $VAR }}` resolved (event templates are kept)."""
+    data = yaml.safe_load(prefect_file.read_text())
+    if not isinstance(data, dict) or not isinstance(data.get("deployments"), list):
+        raise DeployError(f"{prefect_file}: no `deployments:` list")
+
+    def resolve(value: Any, where: str) -> Any:
+        if isinstance(value, str):
+            def sub(m: re.Match[str]) -> str:
+                if m.group(1) not in env:
+                    raise DeployError(f"{prefect_file}: {where}: environment variable ${m.group(1)} is not set")
+                return env[m.group(1)]
+            return _ENV_REF.sub(sub, value)
+        if isinstance(value, dict):
+            return {k: resolve(v, f"{where}.{k}") for k, v in value.items()}
+        if isinstance(value, list):
+            return [resolve(v, f"{where}[{i}]") for i, v in enumerate(value)]
+        return value
+
+    out = []
+    for i, d in enumerate(data["deployments"]):
+        if not isinstance(d, dict) or not d.get("name") or not d.get("entrypoint"):
+            raise DeployError(f"{prefect_file}: deployments[{i}] needs `name` and `entrypoint`")
+        out.append(resolve(d, f"deployments[{i}]"))
+    return out
+
+
+def _schedule(cfg: dict[str, Any]) -> Any:
+    from prefect.schedules import Cron, Interval
+
+    common = {"timezone": cfg.get("timezone"), "active": cfg.get("active", True),
+              "parameters": cfg.get("parameters") or {}}
+    if "cron" in cfg:
+        return Cron(cfg["cron"], **common)
+    if "interval" in cfg:
+        return Interval(float(cfg["interval"]), **common)
+    raise DeployError(f"unsupported schedule {cfg!r}: use `cron` or `interval`")
+
+
+def apply_deployments(deployments: list[dict[str, Any]], pool: str, project_root: Path) -> list[str]:
+    """Create or update each deployment in the current Prefect API; returns their ids."""
+    from prefect import flow
+    from prefect.events.schemas.deployment_triggers import DeploymentEventTrigger
+
+    ids = []
+    for d in deployments:
+        fl: Any = flow.from_source(source=str(project_root), entrypoint=d["entrypoint"])
+        wp = d.get("work_pool") or {}
+        deployment = fl.to_deployment(
+            name=d["name"],
+            work_pool_name=pool,
+            work_queue_name=wp.get("work_queue_name"),
+            job_variables=wp.get("job_variables") or None,
+            description=d.get("description"),
+            tags=d.get("tags"),
+            parameters=d.get("parameters") or None,
+            schedules=[_schedule(s) for s in d.get("schedules") or []],
+            triggers=[DeploymentEventTrigger(**t) for t in d.get("triggers") or []],
+            concurrency_limit=d.get("concurrency_limit"),
+        )
+        dep_id = deployment.apply()
+        ids.append(str(dep_id))
+    return ids
 
 
 def deploy_all(
@@ -33,30 +113,51 @@ def deploy_all(
     timeout: float = 600.0,
     home: Path | None = None,
 ) -> DeployResult:
-    """Deploy every deployment in `prefect_file` (default `<project_root>/prefect.yaml`) to `pool`."""
-    import os
-
-    from prefect.client.orchestration import SyncPrefectClient
-
+    """Deploy every deployment of `prefect_file` (default `<project_root>/prefect.yaml`) to `pool`."""
     project_root = Path(project_root).resolve()
     pfile = Path(prefect_file).resolve() if prefect_file else project_root / "prefect.yaml"
     if not pfile.exists():
         raise DeployError(f"{pfile}: no such prefect.yaml")
-    env = {
-        **os.environ,
-        **QUIET_ENV,
-        "PREFECT_API_URL": api_url,
-        "LAKELOOP_PROJECT_ROOT": str(project_root),
-        "LAKELOOP_PREFECT_WORK_POOL": pool,
-    }
+    env = {**os.environ, **QUIET_ENV, "PREFECT_API_URL": api_url,
+           "LAKELOOP_PROJECT_ROOT": str(project_root), "LAKELOOP_PREFECT_WORK_POOL": pool}
     if home is not None:
         env["PREFECT_HOME"] = str(home / "prefect")
-    cmd = [sys.executable, "-m", "prefect", "--no-prompt", "deploy", "--all", "--prefect-file", str(pfile)]
-    proc = subprocess.run(cmd, cwd=project_root, env=env, capture_output=True, text=True, timeout=timeout,
-                          stdin=subprocess.DEVNULL)
+    cmd = [sys.executable, "-m", "lakeloop.deploy", "--pool", pool, "--project-root", str(project_root),
+           "--prefect-file", str(pfile)]
+    proc = subprocess.run(cmd, cwd=project_root, env=env, capture_output=True, text=True,
+                          timeout=timeout, stdin=subprocess.DEVNULL)
     output = proc.stdout + proc.stderr
     if proc.returncode != 0:
-        raise DeployError(f"`{' '.join(cmd[2:])}` failed with code {proc.returncode}:\n{output[-4000:]}")
-    with SyncPrefectClient(api_url) as client:
-        names = sorted(f"{client.read_flow(d.flow_id).name}/{d.name}" for d in client.read_deployments())
+        raise DeployError(f"deploying {pfile} failed (exit {proc.returncode}):\n{output[-4000:]}")
+    last = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else "{}"
+    names = json.loads(last).get("deployments", [])
     return DeployResult(deployments=names, output=output)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description="Apply prefect.yaml with Prefect's Python API")
+    ap.add_argument("--pool", required=True)
+    ap.add_argument("--project-root", type=Path, required=True)
+    ap.add_argument("--prefect-file", type=Path, required=True)
+    args = ap.parse_args(argv)
+    env = {**os.environ, "LAKELOOP_PROJECT_ROOT": str(args.project_root.resolve()),
+           "LAKELOOP_PREFECT_WORK_POOL": args.pool}
+    deployments = load_deployments(args.prefect_file, env)
+    apply_deployments(deployments, args.pool, args.project_root.resolve())
+    print(json.dumps({"deployments": deployment_names()}))
+
+
+def deployment_names(api_url: str | None = None) -> list[str]:
+    """ "flow-name/deployment-name" of every deployment (explicit limit/sort: the 3.8.8 client
+    sends nulls that FastAPI 0.154 rejects)."""
+    from prefect.client.orchestration import SyncPrefectClient, get_client
+    from prefect.client.schemas.sorting import DeploymentSort
+
+    with (SyncPrefectClient(api_url) if api_url else get_client(sync_client=True)) as client:
+        deps = client.read_deployments(limit=200, sort=DeploymentSort.NAME_ASC)
+        flows = {f.id: f.name for f in client.read_flows(limit=200)}
+    return sorted(f"{flows.get(d.flow_id, '?')}/{d.name}" for d in deps)
+
+
+if __name__ == "__main__":
+    main()

@@ -10,17 +10,22 @@ from covariate drift, and the flows decide what to do with it).
 
 from __future__ import annotations
 
+import math
+
 from pydantic import BaseModel
 
 from lakeloop.settings import DriftSettings
 from lakeloop.spec import DatasetSpec, FeatureType
 from tasks.profiling import profiled_columns
-from tasks.whylogs_compat import DatasetProfileView, drift_scores
+from tasks.whylogs_compat import ColumnScore, DatasetProfileView, drift_scores
 
 DRIFT = "DRIFT"
 POSSIBLE_DRIFT = "POSSIBLE_DRIFT"
 NO_DRIFT = "NO_DRIFT"
 UNSCORED = "UNSCORED"
+
+DEFAULT_MIN_KS_STATISTIC = 0.01
+DEFAULT_MIN_CHI2_EFFECT = 0.01
 
 
 class ColumnDrift(BaseModel):
@@ -28,11 +33,9 @@ class ColumnDrift(BaseModel):
     algorithm: str
     statistic: float | None = None
     pvalue: float | None = None
-    category: str  # DRIFT | POSSIBLE_DRIFT | NO_DRIFT | UNSCORED
-
-    @property
-    def drifted(self) -> bool:
-        return self.category == DRIFT
+    category: str  # whylogs' category on the raw p-value: DRIFT | POSSIBLE_DRIFT | NO_DRIFT | UNSCORED
+    effect: float | None = None  # KS D, or Cohen's w for chi-square
+    drifted: bool = False  # counts for the decision: Holm-significant and a practical effect size
 
 
 class DriftReport(BaseModel):
@@ -54,16 +57,17 @@ class DriftReport(BaseModel):
             "",
             f"{len(self.drifted)} of {len(self.columns)} features drifted ({self.drifted_share:.0%}).",
             "",
-            "| column | algorithm | statistic | p-value | category |",
-            "|---|---|---:|---:|---|",
+            "| column | algorithm | statistic | p-value | effect | whylogs category | drifted |",
+            "|---|---|---:|---:|---:|---|---|",
         ]
         rows = list(self.columns) + ([self.label_shift] if self.label_shift else [])
         for c in rows:
             name = f"{c.column} (label)" if c is self.label_shift else c.column
             stat = "" if c.statistic is None else f"{c.statistic:.4g}"
             pv = "" if c.pvalue is None else f"{c.pvalue:.3g}"
-            cat = f"**{c.category}**" if c.category == DRIFT else c.category
-            lines.append(f"| {name} | {c.algorithm} | {stat} | {pv} | {cat} |")
+            eff = "" if c.effect is None else f"{c.effect:.3g}"
+            mark = "**yes**" if c.drifted else "no"
+            lines.append(f"| {name} | {c.algorithm} | {stat} | {pv} | {eff} | {c.category} | {mark} |")
         if self.reasons:
             lines += ["", "Reasons:", *[f"- {r}" for r in self.reasons]]
         return "\n".join(lines) + "\n"
@@ -76,17 +80,49 @@ def algorithm_for(spec: DatasetSpec, column: str) -> str:
     return "ks" if ftype in (FeatureType.numeric, FeatureType.integer) else "chi-square"
 
 
-def _column_drift(spec: DatasetSpec, column: str, score: object | None, present: bool) -> ColumnDrift:
+def _effect(score: ColumnScore) -> float | None:
+    if score.statistic is None:
+        return None
+    if score.algorithm == "ks":
+        return float(score.statistic)
+    if score.n_target <= 0:
+        return None
+    return math.sqrt(score.statistic / score.n_target) if math.isfinite(score.statistic) else math.inf
+
+
+def _column_drift(spec: DatasetSpec, column: str, score: ColumnScore | None) -> ColumnDrift:
     algo = algorithm_for(spec, column)
     if score is None:
         return ColumnDrift(column=column, algorithm=algo, category=UNSCORED)
     return ColumnDrift(
         column=column,
-        algorithm=getattr(score, "algorithm", algo),
-        statistic=getattr(score, "statistic", None),
-        pvalue=getattr(score, "pvalue", None),
-        category=getattr(score, "category", None) or UNSCORED,
+        algorithm=score.algorithm,
+        statistic=score.statistic,
+        pvalue=score.pvalue,
+        category=score.category or UNSCORED,
+        effect=_effect(score),
     )
+
+
+def holm_reject(pvalues: list[float], alpha: float) -> list[bool]:
+    """Holm's step-down procedure: which hypotheses are rejected at family-wise error `alpha`."""
+    order = sorted(range(len(pvalues)), key=lambda i: pvalues[i])
+    m = len(pvalues)
+    reject = [False] * m
+    for rank, i in enumerate(order):
+        if pvalues[i] <= alpha / (m - rank):
+            reject[i] = True
+        else:
+            break
+    return reject
+
+
+def _mark_drifted(columns: list[ColumnDrift], alpha: float, min_ks: float, min_w: float) -> None:
+    scored = [c for c in columns if c.pvalue is not None]
+    rejected = holm_reject([float(c.pvalue) for c in scored if c.pvalue is not None], alpha)
+    for c, rej in zip(scored, rejected, strict=True):
+        floor = min_ks if c.algorithm == "ks" else min_w
+        c.drifted = rej and c.effect is not None and c.effect >= floor
 
 
 def detect_drift(
@@ -97,10 +133,12 @@ def detect_drift(
 ) -> DriftReport:
     """Per-column drift of `current` against `reference` and the dataset-level retrain decision.
 
-    Decision: at least one feature in category DRIFT, and either the drifted share of scored
-    features >= `min_drifted_share` or the drifted count >= `min_drifted_columns`.
+    Decision: at least one feature drifted (see module docstring), and either the drifted share of
+    scored features >= `min_drifted_share` or the drifted count >= `min_drifted_columns`.
     """
     s = settings or DriftSettings()
+    min_ks = float(getattr(s, "min_ks_statistic", DEFAULT_MIN_KS_STATISTIC))
+    min_w = float(getattr(s, "min_chi2_effect", DEFAULT_MIN_CHI2_EFFECT))
     cols = profiled_columns(spec)
     algorithms = {c: algorithm_for(spec, c) for c in cols}
     scores = drift_scores(current, reference, algorithms=algorithms, drift_pvalue=s.drift_pvalue,
@@ -111,25 +149,24 @@ def detect_drift(
     features: list[ColumnDrift] = []
     label: ColumnDrift | None = None
     for col in cols:
-        present = col in cur_cols and col in ref_cols
-        cd = _column_drift(spec, col, scores.get(col), present)
-        if not present:
+        cd = _column_drift(spec, col, scores.get(col))
+        if col not in cur_cols or col not in ref_cols:
             where = "current" if col not in cur_cols else "reference"
             reasons.append(f"column {col!r} is missing from the {where} profile; not scored")
         if col == spec.label_column:
             label = cd
         else:
             features.append(cd)
+    _mark_drifted(features, s.drift_pvalue, min_ks, min_w)
+    if label is not None:
+        _mark_drifted([label], s.drift_pvalue, min_ks, min_w)
     scored = [c for c in features if c.category != UNSCORED]
     drifted = [c.column for c in scored if c.drifted]
     share = len(drifted) / len(scored) if scored else 0.0
     decision = bool(drifted) and (share >= s.min_drifted_share or len(drifted) >= s.min_drifted_columns)
     if drifted:
-        detail = ", ".join(
-            f"{c.column} ({c.algorithm} p={c.pvalue:.2g})" if c.pvalue is not None else c.column
-            for c in scored
-            if c.drifted
-        )
+        detail = ", ".join(f"{c.column} ({c.algorithm} p={c.pvalue:.2g}, effect={c.effect:.3g})"
+                           for c in scored if c.drifted)
         rule = (f"share {share:.0%} vs min {s.min_drifted_share:.0%}, "
                 f"count {len(drifted)} vs min {s.min_drifted_columns}")
         verb = "retrain" if decision else "below retrain thresholds"

@@ -216,6 +216,7 @@ class EnsemblePlan:
     best_member: str
     best_member_auc: float
     all_members_auc: float
+    nested_cv_auc: float = float("nan")
     member_aucs: dict[str, float] = field(default_factory=dict)
 
 
@@ -234,38 +235,73 @@ def class_order(spec: Any) -> list[str]:
 
 
 def select_members(members: list[Any], y: np.ndarray, voting: str = "weighted",
-                   threshold: float = 0.5) -> EnsemblePlan:
-    """Pick the top-k members (by OOF AUC) whose vote has the best OOF AUC.
+                   threshold: float = 0.5, folds: np.ndarray | None = None) -> EnsemblePlan:
+    """Choose voters and weights from out-of-fold (OOF) predictions only.
 
-    k = 1 is the best member alone, so the chosen vote is never worse than it on
-    out-of-fold data; ties prefer more members (a vote is more robust than one model).
+    `weighted`: greedy forward selection with replacement (Caruana et al. 2004)
+    starting from the best member: a member is added (again) while it raises the
+    vote's OOF AUC, and weights are the selection counts - so the weighted vote's
+    OOF AUC is never below the best member's. `soft` / `hard`: the top-k members by
+    OOF AUC, with the k that maximises the vote's OOF AUC (ties prefer more members).
+    With `folds`, the whole selection is repeated per fold on the other folds' OOF
+    rows and scored on the held-out fold (`nested_cv_auc`): a check that the
+    selection itself does not overfit the OOF predictions.
     """
     from tasks.candidates import auc_score  # build-time only
 
     if not members:
         raise ValueError("no candidate members to select from")
     ranked = sorted(members, key=lambda mb: mb.cv_auc, reverse=True)
-    best_auc, best_k = -1.0, 1
-    all_auc = float("nan")
-    for k in range(1, len(ranked) + 1):
-        top = ranked[:k]
-        _, proba = vote([mb.oof for mb in top], auc_weights([mb.cv_auc for mb in top]), voting, threshold)
-        auc = auc_score(y, proba)
-        if k == len(ranked):
-            all_auc = auc
-        if auc >= best_auc - 1e-9:
-            best_auc, best_k = auc, k
-    chosen = ranked[:best_k]
+    oofs = [mb.oof for mb in ranked]
+    weights = _select(oofs, y, voting, threshold, auc_score)
+    keep = [i for i, w in enumerate(weights) if w > 0]
+    _, proba = vote([oofs[i] for i in keep], [weights[i] for i in keep], voting, threshold)
+    _, all_proba = vote(oofs, auc_weights([mb.cv_auc for mb in ranked]), voting, threshold)
+    nested = float("nan")
+    if folds is not None:
+        nested_proba = np.zeros_like(proba)
+        for f in np.unique(folds):
+            tr, va = folds != f, folds == f
+            w = _select([o[tr] for o in oofs], y[tr], voting, threshold, auc_score)
+            used = [i for i, wi in enumerate(w) if wi > 0]
+            nested_proba[va] = vote([oofs[i][va] for i in used], [w[i] for i in used], voting, threshold)[1]
+        nested = auc_score(y, nested_proba)
     return EnsemblePlan(
-        names=[mb.name for mb in chosen],
-        weights=auc_weights([mb.cv_auc for mb in chosen]),
+        names=[ranked[i].name for i in keep],
+        weights=[float(weights[i]) for i in keep],
         voting=voting,
-        cv_auc=float(best_auc),
+        cv_auc=float(auc_score(y, proba)),
         best_member=ranked[0].name,
         best_member_auc=float(ranked[0].cv_auc),
-        all_members_auc=float(all_auc),
+        all_members_auc=float(auc_score(y, all_proba)),
+        nested_cv_auc=nested,
         member_aucs={mb.name: float(mb.cv_auc) for mb in members},
     )
+
+
+def _select(oofs: list[np.ndarray], y: np.ndarray, voting: str, threshold: float,
+            auc: Any, max_steps: int = 25) -> list[float]:
+    """Weights (zeros for members left out) over `oofs`, which are ranked best first."""
+    m = len(oofs)
+    if voting == "weighted":
+        counts = np.zeros(m)
+        counts[int(np.argmax([auc(y, o) for o in oofs]))] = 1
+        total = sum(o * c for o, c in zip(oofs, counts, strict=True))
+        best = auc(y, total)
+        for _ in range(max_steps):
+            n = counts.sum()
+            scores = [auc(y, (total + o) / (n + 1)) for o in oofs]
+            j = int(np.argmax(scores))
+            if scores[j] <= best + 1e-6:
+                break
+            best, counts[j], total = scores[j], counts[j] + 1, total + oofs[j]
+        return [float(c) for c in counts / counts.sum()]
+    best_auc, best_k = -1.0, 1
+    for k in range(1, m + 1):
+        score = auc(y, vote(oofs[:k], [1.0] * k, voting, threshold)[1])
+        if score >= best_auc - 1e-9:
+            best_auc, best_k = score, k
+    return [1.0 if i < best_k else 0.0 for i in range(m)]
 
 
 def model_signature(spec: Any) -> Any:
@@ -309,7 +345,7 @@ def model_input(df: Any, signature: Any) -> pd.DataFrame:
             if getattr(col, "required", True):
                 raise ValueError(f"model input is missing column {col.name!r} required by the model signature")
             continue
-        exprs.append(pl.col(col.name).cast(casts[str(col.type)], strict=True))
+        exprs.append(pl.col(col.name).cast(casts[col.type.name], strict=True))
     try:
         selected = df.select(exprs)
     except pl.exceptions.PolarsError as e:
@@ -399,7 +435,7 @@ def log_ensemble(
     from mlflow import MlflowClient
 
     spec = candidates.spec
-    plan = plan or select_members(candidates.members, candidates.y, voting, _threshold(spec))
+    plan = plan or select_members(candidates.members, candidates.y, voting, _threshold(spec), candidates.folds)
     signature = model_signature(spec)
     example = model_input(candidates.frame.head(example_rows), signature)
     tags = {**candidates.lineage.tags(), "lakeloop.kind": "ensemble", "ensemble.voting": plan.voting,

@@ -220,7 +220,7 @@ def synth_batch(
         LABEL_COLUMN: yes_no.gather(observed_yes.astype(np.int64)),
     }).with_columns(pl.col(TIME_COLUMN).dt.cast_time_unit("us"))
 
-    kinds = pl.Series("invalid_kind", [None] * n, dtype=pl.String)
+    kinds = pl.repeat(None, n, dtype=pl.String, eager=True).alias("invalid_kind")
     if n_invalid:
         df, applied = _inject_invalid(df, rng, invalid_pos, kind_idx, is_invalid)
         kinds = kinds.scatter(invalid_pos, pl.Series(applied, dtype=pl.String))

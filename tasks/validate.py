@@ -140,8 +140,8 @@ def _typed(name: str, kind: str, dtype: pl.DataType, source: str) -> _Typed:
         if _is_texty(dtype):
             return _Typed(c.cast(pl.Float64, strict=False).alias(name), True, "a number")
     elif kind == "integer":
-        if dtype.is_integer():
-            return _Typed(c.cast(pl.Int64, strict=False).alias(name), True, "an integer")
+        if dtype.is_integer():  # only UInt64 beyond Int64 can fail
+            return _Typed(c.cast(pl.Int64, strict=False).alias(name), dtype == pl.UInt64, "an integer")
         if dtype.is_float() or _is_texty(dtype):
             f = c.cast(pl.Float64, strict=False)
             ok = f.is_finite() & (f == f.round(0)) & (f.abs() < 2.0**62)
@@ -294,14 +294,17 @@ def validate(
     counts_row = work_df.select([pl.col(_MASK + ch.name).sum().alias(ch.name) for ch in checks]).row(0)
     counts = {ch.name: int(v or 0) for ch, v in zip(checks, counts_row, strict=True)}
     bad = work_df.get_column(_ANY)
-    valid = work_df.filter(~bad).select(spec.columns)
+    valid = work_df.lazy().filter(~pl.col(_ANY)).select(spec.columns).collect()
 
     failing = work_df.filter(bad)
-    firsts = work_df.filter(pl.col(spec.id_column).is_not_null() & pl.col(spec.id_column).is_first_distinct())
-    failing = failing.join(
-        firsts.select(pl.col(spec.id_column), pl.col(ROW).alias("__first_row")), on=spec.id_column, how="left",
-        maintain_order="left",
+    # Name the first row of each duplicated id (looked up only for the duplicates).
+    idc = pl.col(spec.id_column)
+    dup_ids = failing.filter(pl.col(_MASK + "duplicate_id")).get_column(spec.id_column).unique()
+    firsts = (
+        work_df.lazy().select(idc, pl.col(ROW)).filter(idc.is_in(dup_ids.implode()))
+        .group_by(spec.id_column).agg(pl.col(ROW).min().alias("__first_row")).collect()
     )
+    failing = failing.join(firsts, on=spec.id_column, how="left", maintain_order="left")
     reasons = failing.select(
         pl.col(ROW),
         pl.concat_str(
