@@ -12,11 +12,11 @@ from tasks.drift import detect_drift
 from tasks.profiling import ProfileStore, dataset_profile, from_bytes
 from tasks.tracking import latest_training_reference
 
-check_commit = task(dataset.commit_batch, name="validate-commit")
-quarantine_rows = task(quarantine_branch.quarantine_invalid, name="quarantine-invalid-rows")
-profile_batch = task(dataset_profile, name="profile-batch")
-reference_profile = task(latest_training_reference, name="reference-profile")
-compare = task(detect_drift, name="detect-drift")
+check_commit = task(name="validate-commit")(dataset.commit_batch)
+quarantine_rows = task(name="quarantine-invalid-rows")(quarantine_branch.quarantine_invalid)
+profile_batch = task(name="profile-batch")(dataset_profile)
+reference_profile = task(name="reference-profile")(latest_training_reference)
+compare = task(name="detect-drift")(detect_drift)
 
 
 @flow(name="on-commit", log_prints=True)

@@ -36,7 +36,7 @@ def validation_markdown(ctx: FlowContext, batch: CommitBatch, quarantined: Quara
         lines += [f"- `{p}`" for p in quarantined.objects]
         reasons: dict[str, int] = {}
         for c in batch.checks:
-            for k, v in c.result.report.counts.items():
+            for k, v in c.result.report.checks.items():
                 reasons[k] = reasons.get(k, 0) + v
         if reasons:
             lines += ["", "| check | rows failing |", "|---|---:|"]

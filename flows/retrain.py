@@ -13,10 +13,10 @@ from tasks.profiling import ProfileStore, dataset_profile, to_bytes
 from tasks.tracking import Lineage, log_training, oof_frame
 from tasks.train import train_xgb
 
-load_training_set = task(dataset.training_set, name="load-training-set")
-profile_training_set = task(dataset_profile, name="profile-training-set")
-train = task(train_xgb, name="train-xgboost")
-log_model = task(log_training, name="log-to-mlflow")
+load_training_set = task(name="load-training-set")(dataset.training_set)
+profile_training_set = task(name="profile-training-set")(dataset_profile)
+train = task(name="train-xgboost")(train_xgb)
+log_model = task(name="log-to-mlflow")(log_training)
 
 
 @flow(name="retrain", log_prints=True)

@@ -148,16 +148,17 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def deployment_names(api_url: str | None = None) -> list[str]:
-    """ "flow-name/deployment-name" of every deployment (explicit limit/sort: the 3.8.8 client
-    sends nulls that FastAPI 0.154 rejects)."""
-    from prefect.client.orchestration import SyncPrefectClient, get_client
-    from prefect.client.schemas.sorting import DeploymentSort
+    """ "flow-name/deployment-name" of every deployment.
 
-    with (SyncPrefectClient(api_url) if api_url else get_client(sync_client=True)) as client:
-        deps = client.read_deployments(limit=200, sort=DeploymentSort.NAME_ASC)
-        flows = {f.id: f.name for f in client.read_flows(limit=200)}
-    return sorted(f"{flows.get(d.flow_id, '?')}/{d.name}" for d in deps)
+    Raw REST with complete bodies: the 3.8.8 client's `read_flows`/`read_deployments`
+    send explicit nulls that FastAPI 0.154 rejects with 422.
+    """
+    import httpx
+    from prefect.settings import PREFECT_API_URL
 
-
-if __name__ == "__main__":
-    main()
+    url = (api_url or PREFECT_API_URL.value() or "").rstrip("/")
+    body = {"limit": 200, "offset": 0, "sort": "NAME_ASC"}
+    deps = httpx.post(f"{url}/deployments/filter", json=body, timeout=30).raise_for_status().json()
+    flows = httpx.post(f"{url}/flows/filter", json=body, timeout=30).raise_for_status().json()
+    names = {f["id"]: f["name"] for f in flows}
+    return sorted(f"{names.get(d['flow_id'], '?')}/{d['name']}" for d in deps)

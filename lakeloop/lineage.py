@@ -89,8 +89,9 @@ def flow_runs_for_commit(commit_id: str, settings: Settings) -> list[FlowRunRef]
     for run in r.json():
         params: dict[str, Any] = run.get("parameters") or {}
         if params.get("commit_id") == commit_id or params.get("ref") == commit_id:
+            state = (run.get("state") or {}).get("type", "?")
             out.append(FlowRunRef(id=run["id"], name=run["name"], flow=flows.get(run["flow_id"], "?"),
-                                  state=(run.get("state") or {}).get("type", "?"), url=f"{ui}/runs/flow-run/{run['id']}"))
+                                  state=state, url=f"{ui}/runs/flow-run/{run['id']}"))
     return out
 
 

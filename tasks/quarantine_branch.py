@@ -1,4 +1,4 @@
-"""Invalid rows are never dropped: they go to lakeFS, on the `quarantine` branch, with a reason per row."""
+"""Invalid rows are never dropped: they go to lakeFS, on a `quarantine-<commit>` branch, with a reason per row."""
 
 from __future__ import annotations
 
@@ -9,39 +9,33 @@ from lakeloop.spec import DatasetSpec
 from tasks.dataset import CommitBatch
 from tasks.decide import QuarantineRecord
 from tasks.lake import Lake
-
-QUARANTINE_BRANCH = "quarantine"
-
-
-def quarantine_path(commit_id: str, source_path: str) -> str:
-    stem = source_path.rsplit("/", 1)[-1].rsplit(".", 1)[0]
-    return f"quarantine/{commit_id[:12]}/{stem}.parquet"
+from tasks.quarantine import quarantine_branch, quarantine_frame, quarantine_path
 
 
 def quarantine_invalid(lake: Lake, spec: DatasetSpec, batch: CommitBatch) -> QuarantineRecord | None:
-    """Write each object's invalid rows (values as read + `_reasons`) and commit them, tagged with the source commit.
+    """Write each object's invalid rows (values as read + `_reasons`) on `quarantine-<commit>` and commit them.
 
-    The branch is created from the source commit's first parent's line of history
-    on first use; objects are keyed by source commit, so re-running a commit
-    rewrites the same paths and a second commit is skipped as empty.
+    The branch starts at the source commit, so it shows the bad rows next to the data
+    they came with; re-running a commit rewrites the same paths and commits nothing new.
     """
     bad = [c for c in batch.checks if c.result.invalid.height]
     if not bad:
         return None
-    lake.ensure_branch(QUARANTINE_BRANCH, batch.commit_id)
+    branch = quarantine_branch(batch.commit_id)
+    lake.ensure_branch(branch, batch.commit_id)
     paths = []
     for c in bad:
-        path = quarantine_path(batch.commit_id, c.obj.path)
-        frame = c.result.invalid.with_columns(pl.lit(batch.commit_id).alias("_source_commit"))
-        lake.write_frame(QUARANTINE_BRANCH, path, frame)
+        path = quarantine_path(c.obj.path, batch.commit_id)
+        frame = quarantine_frame(c.result).with_columns(pl.lit(batch.commit_id).alias("_source_commit"))
+        lake.write_frame(branch, path, frame)
         paths.append(path)
     rows = sum(c.result.invalid.height for c in bad)
     try:
         commit_id: str | None = lake.commit(
-            QUARANTINE_BRANCH,
+            branch,
             f"quarantine {rows} invalid row(s) from {batch.commit_id[:12]}",
             {"lakeloop.kind": "quarantine", "lakeloop.source_commit": batch.commit_id, "lakeloop.rows": str(rows)},
         )
     except BadRequestException:  # an identical re-run stages nothing: lakeFS answers "no changes"
         commit_id = None
-    return QuarantineRecord(branch=QUARANTINE_BRANCH, commit_id=commit_id, objects=paths, rows=rows)
+    return QuarantineRecord(branch=branch, commit_id=commit_id, objects=paths, rows=rows)

@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
 import yaml
 
 from infra.lakefs_server.models import EventInfo
@@ -279,6 +278,8 @@ class Runner:
                     params.append((str(k), _expand(str(item))))
         except ActionError as e:
             return False, f"webhook request failed: {e}"
+        import httpx  # lazily: it is slow to import and most servers never call a webhook
+
         body = json.dumps(event.payload(action, hook.id), separators=(",", ":"))
         url = str(props["url"])
         try:
