@@ -31,20 +31,34 @@ class DemoBatch:
     note: str
 
 
-def churn_batches(spec: DatasetSpec, rows: int = 5000) -> list[DemoBatch]:
+def mixed_batch(rows: int, *, seed: int, start_id: int, invalid_rate: float = 0.0,
+                label_noise: float = 0.0) -> pl.DataFrame:
+    """Half old population, half drifted: the population a model trained on baseline + drifted data knows."""
     from tasks.synth import synth_batch
 
-    specs = [
-        ("baseline", dict(covariate_drift=0.0), "first data: trains v1"),
-        ("drifted", dict(covariate_drift=1.0), "covariate drift: retrains"),
-        ("clean", dict(covariate_drift=1.0), "same population as the drifted batch: no retrain"),
-        ("invalid", dict(covariate_drift=1.0, invalid_rate=0.05), "5% invalid rows: quarantined"),
+    half = rows // 2
+    old = synth_batch(half, seed=seed, start_id=start_id, invalid_rate=invalid_rate, label_noise=label_noise)
+    new = synth_batch(rows - half, seed=seed + 1, start_id=start_id + half, covariate_drift=1.0,
+                      invalid_rate=invalid_rate, label_noise=label_noise)
+    return pl.concat([old.data, new.data], how="vertical_relaxed")
+
+
+def churn_batches(rows: int = 5000, label_noise: float = 0.08) -> list[DemoBatch]:
+    """Baseline, drifted, clean and invalid batches, as the README's demo describes."""
+    from tasks.synth import synth_batch
+
+    return [
+        DemoBatch("baseline", synth_batch(rows, seed=100, start_id=0, label_noise=label_noise).data,
+                  "first data: trains v1"),
+        DemoBatch("drifted", synth_batch(rows, seed=200, start_id=rows, covariate_drift=1.0,
+                                         label_noise=label_noise).data,
+                  "covariate drift (more month-to-month, fiber, higher charges): retrains"),
+        DemoBatch("clean", mixed_batch(rows, seed=300, start_id=2 * rows, label_noise=label_noise),
+                  "the population the current model learned from: no retrain"),
+        DemoBatch("invalid", mixed_batch(rows, seed=400, start_id=3 * rows, invalid_rate=0.05,
+                                         label_noise=label_noise),
+                  "5% invalid rows: quarantined with reasons, 95% land"),
     ]
-    out = []
-    for i, (name, knobs, note) in enumerate(specs):
-        b = synth_batch(rows, seed=100 + i, start_id=i * rows, label_noise=0.05, **knobs)  # type: ignore[arg-type]
-        out.append(DemoBatch(name=name, frame=b.data, note=note))
-    return out
 
 
 def user_batches(data: Path, spec: DatasetSpec, n: int) -> list[DemoBatch]:
@@ -108,7 +122,7 @@ def run_demo(settings: Settings, console: Console, *, data: Path | None, spec_pa
     print_urls(stack, console)
     lake = Lake(settings.lakefs)
     branch = settings.lakefs.default_branch
-    demo_batches = user_batches(data, spec, batches) if data else churn_batches(spec)
+    demo_batches = user_batches(data, spec, batches) if data else churn_batches()
 
     table = Table("batch", "commit", "rows", "valid", "quarantined", "decision", "drifted columns", "model", "AUC",
                   title="lakeloop demo")

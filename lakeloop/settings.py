@@ -64,14 +64,16 @@ class DriftSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="LAKELOOP_DRIFT_", env_file=".env", extra="ignore")
 
-    # p-value under which a column counts as drifted (whylogs' DRIFT category bound).
-    drift_pvalue: float = 0.05
-    # p-value under which a column counts as possibly drifted.
-    possible_drift_pvalue: float = 0.15
+    # p-value under which a column counts as drifted (whylogs' DRIFT category bound). With a dozen
+    # features tested per commit, 0.05 would flag about every second clean batch somewhere; 0.01 with
+    # at least two columns keeps false retrains well under 1% per commit.
+    drift_pvalue: float = 0.01
+    # p-value under which a column counts as possibly drifted (reported, never a retrain by itself).
+    possible_drift_pvalue: float = 0.05
     # retrain when at least this share of features drifted ...
-    min_drifted_share: float = 0.1
+    min_drifted_share: float = 0.25
     # ... or at least this many features drifted.
-    min_drifted_columns: int = 1
+    min_drifted_columns: int = 2
 
 
 class TrainSettings(BaseSettings):

@@ -13,7 +13,7 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -156,6 +156,23 @@ class Ledger:
         """Give a claim back (emit failed), so the next delivery or reconcile pass retries it."""
         with self._tx() as db:
             db.execute("DELETE FROM deliveries WHERE key = ? AND state = 'claimed' AND owner = ?", (key, owner))
+
+    def run_once(self, key: str, kind: str, owner: str, action: Callable[[], None],
+                 detail: dict[str, str] | None = None) -> bool:
+        """Claim `key`, run `action`, mark done; False (action not run) if someone else has it.
+
+        If `action` raises, the claim is released and the error propagates, so a
+        later delivery (or the reconciler) retries it.
+        """
+        if not self.claim(key, kind, owner, detail):
+            return False
+        try:
+            action()
+        except BaseException:
+            self.release(key, owner)
+            raise
+        self.complete(key)
+        return True
 
     @staticmethod
     def _next_seq(db: sqlite3.Connection) -> int:

@@ -242,8 +242,8 @@ def _set(df: pl.DataFrame, col: str, pos: np.ndarray, values: object) -> pl.Data
     if len(pos) == 0:
         return df
     s = df.get_column(col)
-    if isinstance(values, np.ndarray):
-        values = pl.Series(values, dtype=s.dtype)
+    if isinstance(values, np.ndarray):  # object arrays (strings, None) go through a list
+        values = pl.Series(values.tolist() if values.dtype == object else values, dtype=s.dtype)
     return df.with_columns(s.scatter(pos, values))  # type: ignore[arg-type]
 
 

@@ -11,6 +11,8 @@ import pytest
 from polars.testing import assert_frame_equal
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 from lakeloop.spec import DatasetSpec
 from tasks.features import encode_labels, numeric_matrix
@@ -22,6 +24,11 @@ SPEC_PATH = Path(__file__).resolve().parents[1] / "examples" / "churn" / "spec.y
 @pytest.fixture(scope="module")
 def spec() -> DatasetSpec:
     return DatasetSpec.from_yaml(SPEC_PATH)
+
+
+def _fit(df: pl.DataFrame, spec: DatasetSpec) -> Pipeline:
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=500))
+    return model.fit(numeric_matrix(df, spec), encode_labels(df, spec))
 
 
 def test_columns_and_types_follow_the_spec(spec: DatasetSpec) -> None:
@@ -74,7 +81,7 @@ def test_event_times_start_at_start_time_and_are_ordered() -> None:
 def test_a_good_model_reaches_realistic_auc(spec: DatasetSpec) -> None:
     train = synth_batch(20_000, seed=11).data
     test = synth_batch(10_000, seed=12).data
-    model = LogisticRegression(max_iter=2000).fit(numeric_matrix(train, spec), encode_labels(train, spec))
+    model = _fit(train, spec)
     auc = roc_auc_score(encode_labels(test, spec), model.predict_proba(numeric_matrix(test, spec))[:, 1])
     assert 0.78 <= auc <= 0.90, auc
     churn_rate = (test.get_column("churn") == "yes").mean()
@@ -105,7 +112,7 @@ def test_concept_drift_changes_labels_not_features(spec: DatasetSpec) -> None:
     features = [c for c in COLUMNS if c != "churn"]
     assert_frame_equal(base.data.select(features), drifted.data.select(features))
     # A model of the old mechanism is clearly worse on the new one than on fresh old data.
-    model = LogisticRegression(max_iter=2000).fit(numeric_matrix(base.data, spec), encode_labels(base.data, spec))
+    model = _fit(base.data, spec)
     fresh_old = synth_batch(10_000, seed=6).data
     fresh_new = synth_batch(10_000, seed=6, concept_drift=1.0).data
 

@@ -16,6 +16,9 @@ import os
 import re
 import secrets
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -272,22 +275,25 @@ class Runner:
             headers = {"Content-Type": "application/json", "User-Agent": "Go-http-client/1.1"}
             for k, v in (props.get("headers") or {}).items():
                 headers[str(k)] = _expand(str(v))
-            params: list[tuple[str, str | int | float | bool | None]] = []
+            params: list[tuple[str, str]] = []
             for k, v in (props.get("query_params") or {}).items():
                 for item in v if isinstance(v, list) else [v]:
                     params.append((str(k), _expand(str(item))))
         except ActionError as e:
             return False, f"webhook request failed: {e}"
-        import httpx  # lazily: it is slow to import and most servers never call a webhook
-
-        body = json.dumps(event.payload(action, hook.id), separators=(",", ":"))
+        body = json.dumps(event.payload(action, hook.id), separators=(",", ":")).encode()
         url = str(props["url"])
+        if params:
+            url += ("&" if urllib.parse.urlsplit(url).query else "?") + urllib.parse.urlencode(params)
+        req = urllib.request.Request(url, data=body, headers=headers, method="POST")
         try:
-            with httpx.Client(timeout=parse_duration(props.get("timeout")), follow_redirects=True) as c:
-                r = c.post(url, params=params or None, content=body.encode(), headers=headers)
-        except httpx.HTTPError as e:
-            return False, f"webhook request failed: {type(e).__name__}: {e}\nRequest: POST {url}\n{body}"
-        log = f"Request: POST {r.request.url}\n{body}\n\nResponse: {r.status_code}\n{r.text[:4096]}"
-        if not 200 <= r.status_code < 300:
-            return False, f"webhook request failed (status code: {r.status_code})\n{log}"
+            with urllib.request.urlopen(req, timeout=parse_duration(props.get("timeout"))) as resp:
+                status, text = resp.status, resp.read(4096).decode(errors="replace")
+        except urllib.error.HTTPError as e:
+            status, text = e.code, e.read(4096).decode(errors="replace")
+        except (OSError, ValueError) as e:
+            return False, f"webhook request failed: {type(e).__name__}: {e}\nRequest: POST {url}\n{body.decode()}"
+        log = f"Request: POST {url}\n{body.decode()}\n\nResponse: {status}\n{text}"
+        if not 200 <= status < 300:
+            return False, f"webhook request failed (status code: {status})\n{log}"
         return True, log
