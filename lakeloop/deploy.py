@@ -162,3 +162,7 @@ def deployment_names(api_url: str | None = None) -> list[str]:
     flows = httpx.post(f"{url}/flows/filter", json=body, timeout=30).raise_for_status().json()
     names = {f["id"]: f["name"] for f in flows}
     return sorted(f"{names.get(d['flow_id'], '?')}/{d['name']}" for d in deps)
+
+
+if __name__ == "__main__":
+    main()

@@ -48,6 +48,15 @@ ALL_EVENTS = (
 _EVENT_NS = uuid.UUID("6c1d4a52-5b8e-4f0e-9a51-1a7e2f0c9d33")
 
 
+INTERNAL_KIND_KEY = "lakeloop.kind"
+INTERNAL_KINDS = frozenset({"actions"})
+
+
+def is_internal_commit(metadata: dict[str, str]) -> bool:
+    """Commits lakeloop makes for its own plumbing (actions installs) start no flow."""
+    return metadata.get(INTERNAL_KIND_KEY) in INTERNAL_KINDS
+
+
 class EmitError(RuntimeError):
     """Prefect did not accept an event (server down, events disabled, rejected)."""
 
@@ -162,17 +171,11 @@ def build_event(
     occurred: datetime | None = None,
 ) -> Event:
     data = payload.model_dump(mode="json") if isinstance(payload, BaseModel) else dict(payload)
-    kwargs: dict[str, Any] = {}
+    fields: dict[str, Any] = {"event": event, "resource": resource, "payload": data, "related": related or [],
+                              "occurred": occurred or datetime.now(UTC)}
     if event_id is not None:
-        kwargs["id"] = event_id
-    return Event(
-        event=event,
-        resource=resource,
-        payload=data,
-        related=related or [],
-        occurred=occurred or datetime.now(UTC),
-        **kwargs,
-    )
+        fields["id"] = event_id
+    return Event.model_validate(fields)
 
 
 def commit_event(payload: CommitPayload) -> Event:

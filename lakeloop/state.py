@@ -74,8 +74,7 @@ class Ledger:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.lease_seconds = lease_seconds
         self._local = threading.local()
-        with self._tx() as db:
-            db.executescript(_SCHEMA)
+        self._conn().executescript(_SCHEMA)  # idempotent DDL; executescript manages its own transaction
 
     @classmethod
     def default(cls) -> Ledger:

@@ -14,6 +14,12 @@ run is nested under one parent MLflow run carrying the lakeFS lineage tags.
 
 from __future__ import annotations
 
+import os
+
+# Passive OpenMP waiting must be set before xgboost loads libgomp (see tasks/train.py: spinning
+# threads made multi-threaded fits ~10x slower on the shared 2-core machine).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import time
 from dataclasses import dataclass, field
 from typing import Any, Literal

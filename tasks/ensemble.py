@@ -18,6 +18,12 @@ best member's.
 
 from __future__ import annotations
 
+import os
+
+# Passive OpenMP waiting must be set before xgboost loads libgomp (see tasks/train.py: spinning
+# threads made multi-threaded fits ~10x slower on the shared 2-core machine).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import json
 import pickle
 import sys
@@ -55,12 +61,13 @@ def _rt_as_float(s: pd.Series) -> np.ndarray:
     return np.asarray(s.to_numpy(dtype="float64", na_value=np.nan), dtype="float64")
 
 
-def _rt_as_str(s: pd.Series) -> np.ndarray:
-    """Values as python str (None for missing), like polars' Utf8 cast in tasks.features."""
-    out = s.astype(object).to_numpy()
-    missing = pd.isna(out)
-    out = np.where(missing, None, out)
-    return np.asarray([v if v is None or isinstance(v, str) else str(v) for v in out], dtype=object)
+def _rt_categorical(s: pd.Series, categories: list[str]) -> pd.Categorical:
+    """Values outside `categories` (and nulls) become missing, as in tasks.features."""
+    if isinstance(s.dtype, pd.CategoricalDtype):
+        s = s.astype(object)
+    elif not (pd.api.types.is_object_dtype(s.dtype) or pd.api.types.is_string_dtype(s.dtype)):
+        s = s.astype(object).where(s.isna(), s.astype(str))
+    return pd.Categorical(s, categories=categories)
 
 
 def rt_model_frame(frame: pd.DataFrame, spec: dict[str, Any], features: list[str]) -> pd.DataFrame:
@@ -72,7 +79,7 @@ def rt_model_frame(frame: pd.DataFrame, spec: dict[str, Any], features: list[str
             raise ValueError(f"model input is missing column {name!r}")
         f = types[name]
         if f["type"] == "categorical":
-            out[name] = pd.Categorical(_rt_as_str(frame[name]), categories=f["categories"])
+            out[name] = _rt_categorical(frame[name], f["categories"])
         else:
             out[name] = _rt_as_float(frame[name])
     return pd.DataFrame(out, index=pd.RangeIndex(len(frame)))
@@ -87,9 +94,9 @@ def rt_numeric_matrix(frame: pd.DataFrame, spec: dict[str, Any], features: list[
             raise ValueError(f"model input is missing column {name!r}")
         f = types[name]
         if f["type"] == "categorical":
-            values = _rt_as_str(frame[name])
-            for cat in f["categories"]:
-                cols.append((values == cat).astype("float64"))
+            codes = _rt_categorical(frame[name], f["categories"]).codes
+            for j in range(len(f["categories"])):
+                cols.append((codes == j).astype("float64"))
         else:
             cols.append(np.nan_to_num(_rt_as_float(frame[name]), nan=0.0))
     return np.column_stack(cols) if cols else np.empty((len(frame), 0))
@@ -183,7 +190,7 @@ class VotingEnsemble(PythonModel):
             self.members.append((entry, model))
 
     # the positional names follow mlflow's PythonModel.predict
-    def predict(self, context: Any, model_input: Any, params: dict[str, Any] | None = None) -> Any:
+    def predict(self, context: Any, model_input, params: dict[str, Any] | None = None) -> Any:  # type: ignore[no-untyped-def]
         frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
         frame = frame.reset_index(drop=True)
         voting = (params or {}).get("voting") or self.voting
@@ -239,7 +246,7 @@ def select_members(members: list[Any], y: np.ndarray, voting: str = "weighted",
     """Choose voters and weights from out-of-fold (OOF) predictions only.
 
     `weighted`: greedy forward selection with replacement (Caruana et al. 2004)
-    starting from the best member: a member is added (again) while it raises the
+    starting from the best member (weights are thus chosen by CV AUC): a member is added (again) while it raises the
     vote's OOF AUC, and weights are the selection counts - so the weighted vote's
     OOF AUC is never below the best member's. `soft` / `hard`: the top-k members by
     OOF AUC, with the k that maximises the vote's OOF AUC (ties prefer more members).
@@ -280,12 +287,17 @@ def select_members(members: list[Any], y: np.ndarray, voting: str = "weighted",
 
 
 def _select(oofs: list[np.ndarray], y: np.ndarray, voting: str, threshold: float,
-            auc: Any, max_steps: int = 25) -> list[float]:
-    """Weights (zeros for members left out) over `oofs`, which are ranked best first."""
+            auc: Any, max_steps: int = 40, init_copies: int = 4) -> list[float]:
+    """Weights (zeros for members left out) over `oofs`, which are ranked best first.
+
+    The best member starts with `init_copies` votes so that a single added vote
+    weighs 1/(init_copies+1): weaker members can contribute a little without
+    having to match the best one half-and-half.
+    """
     m = len(oofs)
     if voting == "weighted":
         counts = np.zeros(m)
-        counts[int(np.argmax([auc(y, o) for o in oofs]))] = 1
+        counts[int(np.argmax([auc(y, o) for o in oofs]))] = init_copies
         total = sum(o * c for o, c in zip(oofs, counts, strict=True))
         best = auc(y, total)
         for _ in range(max_steps):
@@ -311,7 +323,7 @@ def model_signature(spec: Any) -> Any:
 
     from lakeloop.spec import FeatureType
 
-    cols = []
+    cols: list[Any] = []
     for name in spec.model_features:
         f = spec.feature(name)
         if f.type == FeatureType.categorical:
@@ -323,7 +335,7 @@ def model_signature(spec: Any) -> Any:
         else:  # numeric, or nullable integers (nulls turn integer columns into floats in pandas)
             t = "double"
         cols.append(ColSpec(t, name))
-    outputs = [ColSpec("string", "label"), ColSpec("double", "probability")]
+    outputs: list[Any] = [ColSpec("string", "label"), ColSpec("double", "probability")]
     if len(spec.classes) > 2:
         outputs += [ColSpec("double", f"probability_{c}") for c in spec.classes]
     return ModelSignature(

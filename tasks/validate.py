@@ -12,7 +12,8 @@ Decisions worth knowing:
 * Rules (`spec.rules[].expr`, SQL via `pl.sql_expr`) fail only on FALSE. A NULL
   result passes, as in an SQL CHECK constraint: the nulls that cause it are either
   permitted by the spec (nullable column) or already reported by the null check, so
-  the row is quarantined anyway and the reason is not reported twice.
+  the row is quarantined anyway and the reason is not reported twice. For the same
+  reason rules see NaN/inf as NULL.
 * Duplicate ids within a batch: the first occurrence keeps the id (it is valid if
   nothing else is wrong with it), later copies are quarantined, naming the first row.
 * Ids in `known_ids` (already in the lake) are quarantined.
@@ -32,8 +33,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
 
-from lakeloop.spec import DatasetSpec, FeatureType, SpecError
+from lakeloop.spec import DatasetSpec, SpecError
 from tasks.quarantine import quarantine_frame, quarantine_path  # noqa: F401  (re-exported)
 
 ROW = "_row"
@@ -56,6 +59,8 @@ TIME_FORMATS = (
 TRUE_WORDS = ["true", "t", "1", "yes", "y"]
 FALSE_WORDS = ["false", "f", "0", "no", "n"]
 TIME_DTYPE = pl.Datetime("us", "UTC")
+TIME_CHUNK = 65_536
+_PARSED = "__p:"
 
 
 class SchemaError(ValueError):
@@ -128,8 +133,9 @@ def _typed(name: str, kind: str, dtype: pl.DataType, source: str) -> _Typed:
     """How to read column `name` of `dtype` as `kind`, or SchemaError if it never can be."""
     c = pl.col(name)
     if dtype == pl.Null:
-        target = {"numeric": pl.Float64, "integer": pl.Int64, "boolean": pl.Boolean,
-                  "time": TIME_DTYPE}.get(kind, pl.String)
+        targets: dict[str, pl.DataType] = {"numeric": pl.Float64(), "integer": pl.Int64(),
+                                           "boolean": pl.Boolean(), "time": TIME_DTYPE}
+        target = targets.get(kind, pl.String())
         return _Typed(pl.lit(None, dtype=target).alias(name), False, "")
     if _is_texty(dtype):
         c = c.cast(pl.String).str.strip_chars()
@@ -167,16 +173,37 @@ def _typed(name: str, kind: str, dtype: pl.DataType, source: str) -> _Typed:
             return _Typed(v.dt.cast_time_unit("us").alias(name), False, "a timestamp")
         if dtype == pl.Date:
             return _Typed(c.cast(pl.Datetime("us")).dt.replace_time_zone("UTC").alias(name), False, "")
-        if _is_texty(dtype):
-            s = c.str.replace(r"(?i)z$", "+00:00")
-            v = pl.coalesce([
-                s.str.to_datetime(fmt, strict=False, time_unit="us", time_zone="UTC") for fmt in TIME_FORMATS
-            ])
-            return _Typed(v.alias(name), True, "a timestamp")
+        if _is_texty(dtype):  # parsed eagerly by `parse_times` into a helper column (see `validate`)
+            return _Typed(pl.col(_PARSED + name).alias(name), True, "a timestamp")
     raise SchemaError(
         f"{source or '<frame>'}: column {name!r} has type {dtype}, which cannot hold {kind} values",
         source=source, column=name,
     )
+
+
+def parse_times(values: pl.Series) -> pl.Series:
+    """Text -> Datetime(us, UTC), null where unparseable; offsets are converted, naive values are UTC.
+
+    Why not one polars expression: polars' strptime with a few formats costs seconds per
+    million rows, Arrow's ISO-8601 cast a fraction of that but fails a whole array on one
+    bad value. So Arrow per chunk, and the polars formats only for chunks Arrow refuses.
+    """
+    text = values.cast(pl.String).str.strip_chars()
+    parts = [_parse_chunk(text.slice(off, TIME_CHUNK)) for off in range(0, len(text), TIME_CHUNK)]
+    return pl.concat(parts) if parts else pl.Series(values.name, [], dtype=TIME_DTYPE)
+
+
+def _parse_chunk(text: pl.Series) -> pl.Series:
+    arr = text.to_arrow()
+    for target, aware in ((pa.timestamp("us", tz="UTC"), True), (pa.timestamp("us"), False)):
+        try:
+            out = pl.Series(text.name, pc.cast(arr, target, safe=False))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            continue
+        return out if aware else out.dt.replace_time_zone("UTC")
+    s = pl.col(text.name).str.replace(r"(?i)z$", "+00:00")
+    formats = [s.str.to_datetime(fmt, strict=False, time_unit="us", time_zone="UTC") for fmt in TIME_FORMATS]
+    return text.to_frame().select(pl.coalesce(formats).alias(text.name)).to_series()
 
 
 # ---- checks -----------------------------------------------------------------------------------------
@@ -191,6 +218,17 @@ def _s(name: str) -> pl.Expr:
     return pl.col(name).cast(pl.String)
 
 
+def _fmt(template: str, *values: pl.Expr) -> pl.Expr:
+    """`pl.format` via `concat_str`: polars 2.1's `format` panics on some multi-chunk frames."""
+    pieces = template.split("{}")
+    if len(pieces) != len(values) + 1:
+        raise ValueError(f"template {template!r} needs {len(pieces) - 1} values, got {len(values)}")
+    parts: list[pl.Expr] = [pl.lit(pieces[0])]
+    for value, piece in zip(values, pieces[1:], strict=True):
+        parts += [value.cast(pl.String), pl.lit(piece)]
+    return pl.concat_str(parts)
+
+
 def _checks(spec: DatasetSpec, typed: dict[str, _Typed], known: pl.Series | None) -> list[_Check]:
     out: list[_Check] = []
     for name in spec.columns:
@@ -200,7 +238,7 @@ def _checks(spec: DatasetSpec, typed: dict[str, _Typed], known: pl.Series | None
         orig = pl.col(_ORIG + name)
         if t.parsed:
             out.append(_Check(f"type:{name}", orig.is_not_null() & col.is_null(),
-                              pl.format(f"{name}='{{}}' not {t.expected}", orig)))
+                              _fmt(f"{name}='{{}}' not {t.expected}", orig)))
         nullable = kind in ("numeric", "integer", "boolean", "categorical", "string") and spec.feature(name).nullable
         if not nullable:
             missing = col.is_null() & orig.is_null() if t.parsed else col.is_null()
@@ -209,30 +247,30 @@ def _checks(spec: DatasetSpec, typed: dict[str, _Typed], known: pl.Series | None
             f = spec.feature(name)
             if kind == "numeric":
                 out.append(_Check(f"finite:{name}", ~col.is_finite().fill_null(True),
-                                  pl.format(f"{name}={{}} not finite", _s(name))))
+                                  _fmt(f"{name}={{}} not finite", orig)))
             if f.min is not None:
                 out.append(_Check(f"min:{name}", (col < f.min).fill_null(False),
-                                  pl.format(f"{name}={{}} below min {_num(f.min)}", _s(name))))
+                                  _fmt(f"{name}={{}} below min {_num(f.min)}", _s(name))))
             if f.max is not None:
                 too_big = (col > f.max) & col.cast(pl.Float64).is_finite()
                 out.append(_Check(f"max:{name}", too_big.fill_null(False),
-                                  pl.format(f"{name}={{}} above max {_num(f.max)}", _s(name))))
+                                  _fmt(f"{name}={{}} above max {_num(f.max)}", _s(name))))
         elif kind == "categorical":
             cats = spec.feature(name).categories or []
             out.append(_Check(f"category:{name}", (~col.is_in(cats)).fill_null(False),
-                              pl.format(f"{name}='{{}}' not in categories", col)))
+                              _fmt(f"{name}='{{}}' not in categories", col)))
         elif kind == "label":
             out.append(_Check(f"class:{name}", (~col.is_in(list(spec.classes))).fill_null(False),
-                              pl.format(f"{name}='{{}}' not in classes", col)))
+                              _fmt(f"{name}='{{}}' not in classes", col)))
     for rule in spec.rules:
         out.append(_Check(f"rule:{rule.name}", (~pl.sql_expr(rule.expr)).fill_null(False),
                           pl.lit(f"rule {rule.name} failed")))
     idc = pl.col(spec.id_column)
     out.append(_Check("duplicate_id", idc.is_not_null() & ~idc.is_first_distinct(),
-                      pl.format("duplicate id {} within batch (first at row {})", idc, pl.col("__first_row"))))
+                      _fmt("duplicate id {} within batch (first at row {})", idc, pl.col("__first_row"))))
     if known is not None:
-        out.append(_Check("known_id", idc.is_in(known).fill_null(False),
-                          pl.format("id {} already in lake", idc)))
+        out.append(_Check("known_id", idc.is_in(known.implode()).fill_null(False),
+                          _fmt("id {} already in lake", idc)))
     return out
 
 
@@ -271,7 +309,8 @@ def validate(
             source=source, column=missing[0],
         )
     extra = [c for c in df.columns if c not in spec.columns]
-    clash = [c for c in extra if c in (ROW, SOURCE, REASONS) or c.startswith(("__m:", "__o:", "__any", "__first"))]
+    reserved = (_MASK, _ORIG, _PARSED, _ANY, "__first")
+    clash = [c for c in extra if c in (ROW, SOURCE, REASONS) or c.startswith(reserved)]
     if clash:
         raise SchemaError(f"{source or '<frame>'}: column name(s) {clash} are reserved for validation output",
                           source=source, column=clash[0])
@@ -283,13 +322,26 @@ def validate(
 
     exprs = [pl.int_range(pl.len(), dtype=pl.Int64).alias(ROW), *(t.expr for t in typed.values())]
     exprs += [pl.col(n).cast(pl.String).alias(_ORIG + n) for n, t in typed.items() if t.parsed]
-    work = df.lazy().select(exprs)
+    # Numeric columns keep their value as read: rules see NaN/inf as NULL (below), reasons the original.
+    exprs += [t.expr.alias(_ORIG + n) for n, t in typed.items() if not t.parsed and _kind(spec, n) == "numeric"]
+    src = df
+    if spec.time_column and _is_texty(df.schema[spec.time_column]):
+        src = df.with_columns(parse_times(df.get_column(spec.time_column)).alias(_PARSED + spec.time_column))
+    work = src.lazy().select(exprs)
     _check_rules(spec, {n: dt for n, dt in work.collect_schema().items() if n in typed})
     checks = _checks(spec, typed, known)
-    masks = [ch.mask.alias(_MASK + ch.name) for ch in checks]
-    work_df = work.with_columns(masks).with_columns(
-        pl.any_horizontal([pl.col(_MASK + ch.name) for ch in checks]).alias(_ANY)
-    ).collect()
+    # Column checks see the values as read; rules then see NaN/inf as NULL (already reported
+    # by the finite check, so a rule does not fail a second time on them).
+    col_checks = [ch for ch in checks if not ch.name.startswith("rule:")]
+    rule_checks = [ch for ch in checks if ch.name.startswith("rule:")]
+    floats = [n for n, dt in work.collect_schema().items() if n in typed and dt == pl.Float64]
+    work_df = (
+        work.with_columns([ch.mask.alias(_MASK + ch.name) for ch in col_checks])
+        .with_columns([pl.when(pl.col(n).is_finite()).then(pl.col(n)).alias(n) for n in floats])
+        .with_columns([ch.mask.alias(_MASK + ch.name) for ch in rule_checks])
+        .with_columns(pl.any_horizontal([pl.col(_MASK + ch.name) for ch in checks]).alias(_ANY))
+        .collect()
+    )
 
     counts_row = work_df.select([pl.col(_MASK + ch.name).sum().alias(ch.name) for ch in checks]).row(0)
     counts = {ch.name: int(v or 0) for ch, v in zip(checks, counts_row, strict=True)}

@@ -1,1 +1,1 @@
-pytest_plugins = ["tests.fixtures.lakefs", "tests.fixtures.lake"]
+pytest_plugins = ["tests.fixtures.lakefs", "tests.fixtures.lake", "tests.fixtures.prefect", "tests.fixtures.mlflow", "tests.fixtures.ensemble"]

@@ -34,8 +34,7 @@ ENV_PREFIX = "LAKEFSACTION_"
 EVENTS = {
     f"{p}-{e}"
     for p in ("pre", "post")
-    for e in ("commit", "merge", "create-branch", "delete-branch", "revert", "create-tag", "delete-tag",
-              "cherry-pick")
+    for e in ("commit", "merge", "create-branch", "delete-branch", "revert", "create-tag", "delete-tag", "cherry-pick")
 } | {"prepare-commit"}
 _NAME = re.compile(r"^\w[\w\-. ]+$")
 _HOOK_ID = re.compile(r"^[_a-zA-Z][\-_a-zA-Z0-9]{1,255}$")
@@ -214,27 +213,25 @@ class Runner:
         if not todo:
             return None
         run_id = new_run_id()
-        with self.store.write() as conn:
-            conn.execute(
-                "INSERT INTO action_runs (repo, run_id, event_type, branch, commit_id, source_ref, status,"
-                " start_time) VALUES (?,?,?,?,?,?,?,?)",
-                (event.repository_id, run_id, event.event_type, event.branch_id, event.commit_id,
-                 event.source_ref, "running", _now()),
-            )
+        run_start = _now()
         first_failure: str | None = None
         for ai, action in enumerate(todo):
             failed = False
             for hi, hook in enumerate(action.hooks):
                 hook_run_id = f"{ai:04d}_{hi:04d}"
                 cond = hook.condition.replace(" ", "")
-                should = {"success()": not failed, "failure()": failed, "true": True, "false": False,
-                          "always()": True}.get(cond, not failed)
+                should = {
+                    "success()": not failed,
+                    "failure()": failed,
+                    "true": True,
+                    "false": False,
+                    "always()": True,
+                }.get(cond, not failed)
                 if not should:
                     continue
                 start = _now()
                 ok, log = self._call(hook, action.name, event)
-                self._record_hook(event.repository_id, run_id, hook_run_id, action.name, hook.id,
-                                  ok, start, log)
+                self._record_hook(event.repository_id, run_id, hook_run_id, action.name, hook.id, ok, start, log)
                 if not ok:
                     failed = True
                     if first_failure is None:
@@ -244,10 +241,22 @@ class Runner:
                             f"'{hook_run_id}' failed on action '{action.name}' hook '{hook.id}': "
                             f"action failed: {reason}"
                         )
+        # Recorded once finished, as lakeFS does: a run's status is only ever completed or failed.
         with self.store.write() as conn:
             conn.execute(
-                "UPDATE action_runs SET status=?, end_time=? WHERE repo=? AND run_id=?",
-                ("failed" if first_failure else "completed", _now(), event.repository_id, run_id),
+                "INSERT INTO action_runs (repo, run_id, event_type, branch, commit_id, source_ref, status,"
+                " start_time, end_time) VALUES (?,?,?,?,?,?,?,?,?)",
+                (
+                    event.repository_id,
+                    run_id,
+                    event.event_type,
+                    event.branch_id,
+                    event.commit_id,
+                    event.source_ref,
+                    "failed" if first_failure else "completed",
+                    run_start,
+                    _now(),
+                ),
             )
         return first_failure
 
@@ -256,14 +265,14 @@ class Runner:
         if matching(actions, event.event_type, event.branch_id):
             self.pool.submit(self.run, actions, event)
 
-    def _record_hook(self, repo: str, run_id: str, hook_run_id: str, action: str, hook_id: str,
-                     ok: bool, start: str, log: str) -> None:
+    def _record_hook(
+        self, repo: str, run_id: str, hook_run_id: str, action: str, hook_id: str, ok: bool, start: str, log: str
+    ) -> None:
         with self.store.write() as conn:
             conn.execute(
                 "INSERT OR REPLACE INTO hook_runs (repo, run_id, hook_run_id, action, hook_id, status,"
                 " start_time, end_time, output) VALUES (?,?,?,?,?,?,?,?,?)",
-                (repo, run_id, hook_run_id, action, hook_id, "completed" if ok else "failed", start,
-                 _now(), log),
+                (repo, run_id, hook_run_id, action, hook_id, "completed" if ok else "failed", start, _now(), log),
             )
 
     def _call(self, hook: Hook, action: str, event: Event) -> tuple[bool, str]:

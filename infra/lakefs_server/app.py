@@ -158,9 +158,7 @@ class Server:
 
         return ep
 
-    def raw_endpoint(
-        self, fn: Callable[[Request], Awaitable[Response]]
-    ) -> Callable[[Request], Awaitable[Response]]:
+    def raw_endpoint(self, fn: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
         async def ep(request: Request) -> Response:
             if not self.authorized(request):
                 return error(401, "error authenticating request")
@@ -232,7 +230,9 @@ class Server:
             raise ApiError(501, "bare repositories are not implemented by lakeloop's local lakeFS server")
         d = ctx.json()
         repo = self.svc.create_repo(
-            _str(d, "name", True), _str(d, "storage_namespace", True), _str(d, "default_branch", default="main"),
+            _str(d, "name", True),
+            _str(d, "storage_namespace", True),
+            _str(d, "default_branch", default="main"),
             _bool(d, "read_only"),
         )
         return js(repo, 201)
@@ -254,13 +254,17 @@ class Server:
     # -- branches and tags -----------------------------------------------------------
 
     def list_branches(self, ctx: Ctx) -> Response:
-        return js(self.svc.list_branches(ctx.p("repository"), ctx.q("prefix"), ctx.q("after"), ctx.amount(),
-                                         ctx.qbool("show_hidden")))
+        return js(
+            self.svc.list_branches(
+                ctx.p("repository"), ctx.q("prefix"), ctx.q("after"), ctx.amount(), ctx.qbool("show_hidden")
+            )
+        )
 
     def create_branch(self, ctx: Ctx) -> tuple[Response, PostHook]:
         d = ctx.json()
-        cid, post = self.svc.create_branch(ctx.p("repository"), _str(d, "name", True), _str(d, "source", True),
-                                           _bool(d, "hidden"))
+        cid, post = self.svc.create_branch(
+            ctx.p("repository"), _str(d, "name", True), _str(d, "source", True), _bool(d, "hidden")
+        )
         return Response(cid, status_code=201, media_type="text/html"), post
 
     def get_branch(self, ctx: Ctx) -> Response:
@@ -283,17 +287,59 @@ class Server:
         overrides = d.get("commit_overrides") or {}
         if not isinstance(overrides, dict):
             raise ApiError(400, "commit_overrides: must be an object")
-        self.svc.revert(ctx.p("repository"), ctx.p("branch"), _str(d, "ref", True), pn,
-                        _str(overrides, "message") or None, _meta(overrides), _bool(d, "allow_empty"))
+        self.svc.revert(
+            ctx.p("repository"),
+            ctx.p("branch"),
+            _str(d, "ref", True),
+            pn,
+            _str(overrides, "message") or None,
+            _meta(overrides),
+            _bool(d, "allow_empty"),
+        )
         return Response(status_code=204)
+
+    def cherry_pick(self, ctx: Ctx) -> Response:
+        d = ctx.json()
+        pn = d.get("parent_number", 0)
+        if not isinstance(pn, int) or isinstance(pn, bool):
+            raise ApiError(400, "parent_number: must be an integer")
+        overrides = d.get("commit_overrides") or {}
+        if not isinstance(overrides, dict):
+            raise ApiError(400, "commit_overrides: must be an object")
+        c = self.svc.cherry_pick(
+            ctx.p("repository"),
+            ctx.p("branch"),
+            _str(d, "ref", True),
+            pn,
+            _str(overrides, "message") or None,
+            _meta(overrides) if "metadata" in overrides else None,
+        )
+        return js(c, 201)
+
+    def hard_reset(self, ctx: Ctx) -> Response:
+        ref = ctx.q("ref")
+        if not ref:
+            raise ApiError(400, "ref: required")
+        self.svc.hard_reset(ctx.p("repository"), ctx.p("branch"), ref)
+        return Response(status_code=204)
+
+    def copy_object(self, ctx: Ctx) -> Response:
+        d = ctx.json()
+        if _bool(d, "shallow"):
+            raise ApiError(501, "shallow copy is not implemented by lakeloop's local lakeFS server")
+        stats = self.svc.copy_object(
+            ctx.p("repository"), ctx.p("branch"), ctx.q("dest_path"), _str(d, "src_ref"), _str(d, "src_path", True)
+        )
+        return js(stats, 201)
 
     def list_tags(self, ctx: Ctx) -> Response:
         return js(self.svc.list_tags(ctx.p("repository"), ctx.q("prefix"), ctx.q("after"), ctx.amount()))
 
     def create_tag(self, ctx: Ctx) -> Response:
         d = ctx.json()
-        return js(self.svc.create_tag(ctx.p("repository"), _str(d, "id", True), _str(d, "ref", True),
-                                      _bool(d, "force")), 201)
+        return js(
+            self.svc.create_tag(ctx.p("repository"), _str(d, "id", True), _str(d, "ref", True), _bool(d, "force")), 201
+        )
 
     def get_tag(self, ctx: Ctx) -> Response:
         return js(self.svc.get_tag(ctx.p("repository"), ctx.p("tag")))
@@ -311,8 +357,9 @@ class Server:
         date = d.get("date")
         if date is not None and (not isinstance(date, int) or isinstance(date, bool)):
             raise ApiError(400, "date: must be an integer")
-        c, post = self.svc.commit_branch(ctx.p("repository"), ctx.p("branch"), _str(d, "message", True),
-                                         _meta(d), _bool(d, "allow_empty"), date)
+        c, post = self.svc.commit_branch(
+            ctx.p("repository"), ctx.p("branch"), _str(d, "message", True), _meta(d), _bool(d, "allow_empty"), date
+        )
         return js(c, 201), post
 
     def get_commit(self, ctx: Ctx) -> Response:
@@ -320,20 +367,40 @@ class Server:
 
     def log(self, ctx: Ctx) -> Response:
         qp = ctx.request.query_params
-        return js(self.svc.log(
-            ctx.p("repository"), ctx.p("ref"), ctx.q("after"), ctx.amount(), qp.getlist("objects"),
-            qp.getlist("prefixes"), ctx.qbool("first_parent"), parse_since(ctx.q("since")), ctx.q("stop_at"),
-        ))
+        return js(
+            self.svc.log(
+                ctx.p("repository"),
+                ctx.p("ref"),
+                ctx.q("after"),
+                ctx.amount(),
+                qp.getlist("objects"),
+                qp.getlist("prefixes"),
+                ctx.qbool("first_parent"),
+                parse_since(ctx.q("since")),
+                ctx.q("stop_at"),
+            )
+        )
 
     def diff_refs(self, ctx: Ctx) -> Response:
-        return js(self.svc.diff_refs(
-            ctx.p("repository"), ctx.p("leftRef"), ctx.p("rightRef"), ctx.q("type", "three_dot"),
-            ctx.q("prefix"), ctx.q("after"), ctx.amount(), ctx.q("delimiter"),
-        ))
+        return js(
+            self.svc.diff_refs(
+                ctx.p("repository"),
+                ctx.p("leftRef"),
+                ctx.p("rightRef"),
+                ctx.q("type", "three_dot"),
+                ctx.q("prefix"),
+                ctx.q("after"),
+                ctx.amount(),
+                ctx.q("delimiter"),
+            )
+        )
 
     def diff_branch(self, ctx: Ctx) -> Response:
-        return js(self.svc.diff_branch(ctx.p("repository"), ctx.p("branch"), ctx.q("prefix"), ctx.q("after"),
-                                       ctx.amount(), ctx.q("delimiter")))
+        return js(
+            self.svc.diff_branch(
+                ctx.p("repository"), ctx.p("branch"), ctx.q("prefix"), ctx.q("after"), ctx.amount(), ctx.q("delimiter")
+            )
+        )
 
     def merge(self, ctx: Ctx) -> tuple[Response, PostHook]:
         d = ctx.json() if ctx.body.strip() else {}
@@ -341,8 +408,15 @@ class Server:
         if strategy is not None and not isinstance(strategy, str):
             raise ApiError(400, "strategy: must be a string")
         res, post = self.svc.merge(
-            ctx.p("repository"), ctx.p("sourceRef"), ctx.p("destinationBranch"), _str(d, "message"), _meta(d),
-            strategy or None, _bool(d, "force"), _bool(d, "allow_empty"), _bool(d, "squash_merge"),
+            ctx.p("repository"),
+            ctx.p("sourceRef"),
+            ctx.p("destinationBranch"),
+            _str(d, "message"),
+            _meta(d),
+            strategy or None,
+            _bool(d, "force"),
+            _bool(d, "allow_empty"),
+            _bool(d, "squash_merge"),
         )
         return js(res), post
 
@@ -361,10 +435,17 @@ class Server:
         return js(object_stats(path, e, ctx.qbool("user_metadata", True)))
 
     def ls(self, ctx: Ctx) -> Response:
-        return js(self.svc.list_objects(
-            ctx.p("repository"), ctx.p("ref"), ctx.q("prefix"), ctx.q("after"), ctx.amount(), ctx.q("delimiter"),
-            ctx.qbool("user_metadata", True),
-        ))
+        return js(
+            self.svc.list_objects(
+                ctx.p("repository"),
+                ctx.p("ref"),
+                ctx.q("prefix"),
+                ctx.q("after"),
+                ctx.amount(),
+                ctx.q("delimiter"),
+                ctx.qbool("user_metadata", True),
+            )
+        )
 
     def delete_object(self, ctx: Ctx) -> Response:
         path = ctx.q("path")
@@ -392,7 +473,7 @@ class Server:
             raise ApiError(501, "storageClass is not implemented by lakeloop's local lakeFS server")
         await run_in_threadpool(self.svc.check_branch, repo, branch)
         ctype = request.headers.get("content-type") or "application/octet-stream"
-        metadata = {k[len(META_PREFIX):]: v for k, v in request.headers.items() if k.startswith(META_PREFIX)}
+        metadata = {k[len(META_PREFIX) :]: v for k, v in request.headers.items() if k.startswith(META_PREFIX)}
         writer = self.store.new_blob_writer()
         try:
             if ctype.lower().startswith("multipart/form-data"):
@@ -404,7 +485,13 @@ class Server:
                     if chunk:
                         writer.write(chunk)
             stats = await run_in_threadpool(
-                self.svc.put_object, repo, branch, path, writer, ctype, metadata,
+                self.svc.put_object,
+                repo,
+                branch,
+                path,
+                writer,
+                ctype,
+                metadata,
                 request.headers.get("if-none-match", "").strip() == "*",
             )
         finally:
@@ -417,12 +504,15 @@ class Server:
             raise ApiError(400, "path: required")
         if request.query_params.get("presign", "").lower() == "true":
             raise ApiError(400, "presign: not supported by the local blockstore")
-        e = await run_in_threadpool(self.svc.get_entry, request.path_params["repository"],
-                                    request.path_params["ref"], path)
+        e = await run_in_threadpool(
+            self.svc.get_entry, request.path_params["repository"], request.path_params["ref"], path
+        )
         size = int(e["size"])
         etag = f'"{e["checksum"]}"'
         headers = {
-            "ETag": etag, "Last-Modified": _http_date(int(e["mtime"])), "Accept-Ranges": "bytes",
+            "ETag": etag,
+            "Last-Modified": _http_date(int(e["mtime"])),
+            "Accept-Ranges": "bytes",
             "Content-Type": e["content_type"] or "application/octet-stream",
         }
         for k, v in (e.get("metadata") or {}).items():
@@ -450,8 +540,9 @@ class Server:
     # -- action runs -----------------------------------------------------------------
 
     def list_runs(self, ctx: Ctx) -> Response:
-        return js(self.svc.list_runs(ctx.p("repository"), ctx.q("branch"), ctx.q("commit"), ctx.q("after"),
-                                     ctx.amount()))
+        return js(
+            self.svc.list_runs(ctx.p("repository"), ctx.q("branch"), ctx.q("commit"), ctx.q("after"), ctx.amount())
+        )
 
     def get_run(self, ctx: Ctx) -> Response:
         return js(self.svc.get_run(ctx.p("repository"), ctx.p("run_id")))
@@ -487,6 +578,9 @@ class Server:
             Route(R + "/branches/{branch}", e(self.delete_branch), methods=["DELETE"]),
             Route(R + "/branches/{branch}", e(self.reset_branch), methods=["PUT"]),
             Route(R + "/branches/{branch}/revert", e(self.revert), methods=["POST"]),
+            Route(R + "/branches/{branch}/cherry-pick", e(self.cherry_pick), methods=["POST"]),
+            Route(R + "/branches/{branch}/hard_reset", e(self.hard_reset), methods=["PUT"]),
+            Route(R + "/branches/{branch}/objects/copy", e(self.copy_object), methods=["POST"]),
             Route(R + "/branches/{branch}/commits", e(self.commit), methods=["POST"]),
             Route(R + "/branches/{branch}/diff", e(self.diff_branch), methods=["GET"]),
             Route(R + "/branches/{branch}/objects", self.raw_endpoint(self.upload), methods=["POST"]),
@@ -508,8 +602,7 @@ class Server:
             Route(R + "/actions/runs/{run_id}", e(self.get_run), methods=["GET"]),
             Route(R + "/actions/runs/{run_id}/hooks", e(self.list_hooks), methods=["GET"]),
             Route(R + "/actions/runs/{run_id}/hooks/{hook_run_id}/output", e(self.hook_output), methods=["GET"]),
-            Route("/api/v1/{rest:path}", self.fallback,
-                  methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]),
+            Route("/api/v1/{rest:path}", self.fallback, methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]),
         ]
         return Starlette(routes=routes)
 

@@ -31,8 +31,11 @@ def amount_of(raw: str | None) -> int:
 
 
 def paginate(
-    items: Iterable[T], key: Callable[[T], str], render: Callable[[T], dict[str, Any]],
-    after: str, amount: int,
+    items: Iterable[T],
+    key: Callable[[T], str],
+    render: Callable[[T], dict[str, Any]],
+    after: str,
+    amount: int,
 ) -> dict[str, Any]:
     """Take `amount` items with key > after from key-sorted `items`; wrap them in the lakeFS envelope."""
     out: list[T] = []

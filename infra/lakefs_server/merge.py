@@ -93,10 +93,18 @@ def diff_trees(left: Tree, right: Tree) -> list[tuple[str, str, Entry | None]]:
 
 
 def three_dot(base: Tree, left: Tree, right: Tree) -> list[tuple[str, str, Entry | None]]:
-    """Right's changes since the merge base; `conflict` where left changed the same path differently."""
+    """What merging right into left would bring: right's changes since the merge base.
+
+    Walks the paths where left and right differ (lakeFS's compare iterator): a
+    path only left changed is skipped, one only right changed is reported
+    relative to the base, one both changed differently is a `conflict`.
+    """
     out: list[tuple[str, str, Entry | None]] = []
-    for kind, path, entry in diff_trees(base, right):
-        if _ident(left, path) != _ident(base, path) and _ident(left, path) != _ident(right, path):
-            kind = "conflict"
-        out.append((kind, path, entry))
+    for _, path, _entry in diff_trees(left, right):
+        b, l_, r = _ident(base, path), _ident(left, path), _ident(right, path)
+        if b == r:
+            continue
+        only_right = "added" if b is None else "removed" if r is None else "changed"
+        kind = only_right if b == l_ else "conflict"
+        out.append((kind, path, right.get(path) or base.get(path) or left.get(path)))
     return out

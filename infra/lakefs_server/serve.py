@@ -36,7 +36,6 @@ def serve(
     data_dir.mkdir(parents=True, exist_ok=True)
     if generated:
         print(f"lakeFS credentials (generated): access_key_id={key} secret_access_key={secret}", flush=True)
-    print(f"lakeFS-compatible server on http://{host}:{port}/api/v1 (data: {data_dir})", file=sys.stderr,
-          flush=True)
+    print(f"lakeFS-compatible server on http://{host}:{port}/api/v1 (data: {data_dir})", file=sys.stderr, flush=True)
     app = build_app(data_dir, key, secret)
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, timeout_graceful_shutdown=5)

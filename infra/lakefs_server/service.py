@@ -115,8 +115,13 @@ class LakeFS:
 
     def commit_out(self, c: dict[str, Any]) -> dict[str, Any]:
         return Commit(
-            id=c["id"], parents=c["parents"], committer=c["committer"], message=c["message"],
-            creation_date=c["creation_date"], meta_range_id=c["meta_range_id"], metadata=c["metadata"],
+            id=c["id"],
+            parents=c["parents"],
+            committer=c["committer"],
+            message=c["message"],
+            creation_date=c["creation_date"],
+            meta_range_id=c["meta_range_id"],
+            metadata=c["metadata"],
             generation=c["generation"],
         ).dump()
 
@@ -138,22 +143,41 @@ class LakeFS:
         return out
 
     def _insert_commit(
-        self, conn: sqlite3.Connection, repo: str, parents: list[str], tree: Tree, message: str,
-        metadata: dict[str, str], date: int | None = None, committer: str | None = None,
+        self,
+        conn: sqlite3.Connection,
+        repo: str,
+        parents: list[str],
+        tree: Tree,
+        message: str,
+        metadata: dict[str, str],
+        date: int | None = None,
+        committer: str | None = None,
     ) -> str:
         tid = self.store.put_tree(conn, tree)
-        return self._write_commit(conn, repo, self._commit_id(conn, repo, parents, tid, message, metadata,
-                                                              date, committer))
+        return self._write_commit(
+            conn, repo, self._commit_id(conn, repo, parents, tid, message, metadata, date, committer)
+        )
 
     def _commit_id(
-        self, conn: sqlite3.Connection, repo: str, parents: list[str], tid: str, message: str,
-        metadata: dict[str, str], date: int | None, committer: str | None,
+        self,
+        conn: sqlite3.Connection,
+        repo: str,
+        parents: list[str],
+        tid: str,
+        message: str,
+        metadata: dict[str, str],
+        date: int | None,
+        committer: str | None,
     ) -> dict[str, Any]:
         gen = max((self.commit(conn, repo, p)["generation"] for p in parents), default=0) + 1
         rec = {
-            "parents": parents, "committer": self.username if committer is None else committer,
-            "message": message, "creation_date": int(time.time()) if date is None else int(date),
-            "metadata": metadata, "generation": gen, "meta_range_id": tid,
+            "parents": parents,
+            "committer": self.username if committer is None else committer,
+            "message": message,
+            "creation_date": int(time.time()) if date is None else int(date),
+            "metadata": metadata,
+            "generation": gen,
+            "meta_range_id": tid,
         }
         rec["id"] = hashlib.sha256(json.dumps([repo, rec], sort_keys=True).encode()).hexdigest()
         return rec
@@ -162,15 +186,24 @@ class LakeFS:
         conn.execute(
             "INSERT OR IGNORE INTO commits (repo, id, parents, committer, message, creation_date, metadata,"
             " generation, meta_range_id) VALUES (?,?,?,?,?,?,?,?,?)",
-            (repo, rec["id"], json.dumps(rec["parents"]), rec["committer"], rec["message"],
-             rec["creation_date"], json.dumps(rec["metadata"]), rec["generation"], rec["meta_range_id"]),
+            (
+                repo,
+                rec["id"],
+                json.dumps(rec["parents"]),
+                rec["committer"],
+                rec["message"],
+                rec["creation_date"],
+                json.dumps(rec["metadata"]),
+                rec["generation"],
+                rec["meta_range_id"],
+            ),
         )
         return str(rec["id"])
 
     def _actions_in(self, tree: Tree) -> list[Action]:
         files = []
         for path in sorted(tree):
-            if path.startswith(ACTIONS_PREFIX) and "/" not in path[len(ACTIONS_PREFIX):]:
+            if path.startswith(ACTIONS_PREFIX) and "/" not in path[len(ACTIONS_PREFIX) :]:
                 files.append((path, self.store.blob_path(tree[path]["blob"]).read_bytes()))
         return load_actions(files) if files else []
 
@@ -197,8 +230,11 @@ class LakeFS:
 
     def repo_out(self, row: sqlite3.Row) -> dict[str, Any]:
         return Repository(
-            id=row["id"], creation_date=row["creation_date"], default_branch=row["default_branch"],
-            storage_namespace=row["storage_namespace"], read_only=bool(row["read_only"]),
+            id=row["id"],
+            creation_date=row["creation_date"],
+            default_branch=row["default_branch"],
+            storage_namespace=row["storage_namespace"],
+            read_only=bool(row["read_only"]),
         ).dump()
 
     def create_repo(self, name: str, namespace: str, default_branch: str, read_only: bool) -> dict[str, Any]:
@@ -218,7 +254,9 @@ class LakeFS:
             conn.execute("INSERT INTO namespaces (ns) VALUES (?)", (ns,))
             conn.execute(
                 "INSERT INTO repos (id, storage_namespace, default_branch, creation_date, read_only)"
-                " VALUES (?,?,?,?,?)", (name, namespace, default_branch, now, int(read_only)))
+                " VALUES (?,?,?,?,?)",
+                (name, namespace, default_branch, now, int(read_only)),
+            )
             cid = self._insert_commit(conn, name, [], {}, "Repository created", {}, now, committer="")
             conn.execute("INSERT INTO branches (repo, name, head) VALUES (?,?,?)", (name, default_branch, cid))
             return self.repo_out(self._repo(conn, name))
@@ -250,8 +288,9 @@ class LakeFS:
             self._repo(conn, repo)
             rows = conn.execute("SELECT * FROM branches WHERE repo=? ORDER BY name", (repo,)).fetchall()
         rows = [r for r in rows if r["name"].startswith(prefix) and (hidden or not r["hidden"])]
-        return paginate(rows, lambda r: r["name"], lambda r: Ref(id=r["name"], commit_id=r["head"]).dump(),
-                        after, amount)
+        return paginate(
+            rows, lambda r: r["name"], lambda r: Ref(id=r["name"], commit_id=r["head"]).dump(), after, amount
+        )
 
     def get_branch(self, repo: str, branch: str) -> dict[str, Any]:
         with self.store.read() as conn:
@@ -273,8 +312,9 @@ class LakeFS:
             with self.store.write() as conn:
                 if conn.execute("SELECT 1 FROM branches WHERE repo=? AND name=?", (repo, name)).fetchone():
                     raise ApiError(409, f"branch {name}: already exists")
-                conn.execute("INSERT INTO branches (repo, name, head, hidden) VALUES (?,?,?,?)",
-                             (repo, name, cid, int(hidden)))
+                conn.execute(
+                    "INSERT INTO branches (repo, name, head, hidden) VALUES (?,?,?,?)", (repo, name, cid, int(hidden))
+                )
             return cid, self._post(tree, replace(ev, event_type="post-create-branch"))
 
     def delete_branch(self, repo: str, branch: str) -> PostHook:
@@ -303,16 +343,19 @@ class LakeFS:
             elif kind == "object":
                 conn.execute("DELETE FROM staging WHERE repo=? AND branch=? AND path=?", (repo, branch, path))
             else:
-                conn.execute("DELETE FROM staging WHERE repo=? AND branch=? AND substr(path, 1, ?) = ?",
-                             (repo, branch, len(path), path))
+                conn.execute(
+                    "DELETE FROM staging WHERE repo=? AND branch=? AND substr(path, 1, ?) = ?",
+                    (repo, branch, len(path), path),
+                )
 
     def list_tags(self, repo: str, prefix: str, after: str, amount: int) -> dict[str, Any]:
         with self.store.read() as conn:
             self._repo(conn, repo)
             rows = conn.execute("SELECT * FROM tags WHERE repo=? ORDER BY name", (repo,)).fetchall()
         rows = [r for r in rows if r["name"].startswith(prefix)]
-        return paginate(rows, lambda r: r["name"], lambda r: Ref(id=r["name"], commit_id=r["commit_id"]).dump(),
-                        after, amount)
+        return paginate(
+            rows, lambda r: r["name"], lambda r: Ref(id=r["name"], commit_id=r["commit_id"]).dump(), after, amount
+        )
 
     def create_tag(self, repo: str, tag: str, ref: str, force: bool) -> dict[str, Any]:
         if not BRANCH_NAME.match(tag.replace(".", "_")):
@@ -351,30 +394,44 @@ class LakeFS:
             return str(r["storage_namespace"])
 
     def put_object(
-        self, repo: str, branch: str, path: str, writer: BlobWriter, content_type: str,
-        metadata: dict[str, str], if_absent: bool,
+        self,
+        repo: str,
+        branch: str,
+        path: str,
+        writer: BlobWriter,
+        content_type: str,
+        metadata: dict[str, str],
+        if_absent: bool,
     ) -> dict[str, Any]:
         if not path:
             raise ApiError(400, "path: required")
         namespace = self.check_branch(repo, branch)
         sha, md5, size = self.store.commit_blob(writer)
         entry: Entry = {
-            "address": f"{namespace.rstrip('/')}/data/{uuid.uuid4().hex}", "checksum": md5, "size": size,
-            "mtime": int(time.time()), "content_type": content_type, "metadata": metadata, "blob": sha,
+            "address": f"{namespace.rstrip('/')}/data/{uuid.uuid4().hex}",
+            "checksum": md5,
+            "size": size,
+            "mtime": int(time.time()),
+            "content_type": content_type,
+            "metadata": metadata,
+            "blob": sha,
             "identity": identity(size, md5, metadata, content_type),
         }
         with self.store.write() as conn:
             head = self._branch_head(conn, repo, branch)
             if if_absent and self._lookup(conn, repo, refs.Resolved(head, branch, staged=True), path):
                 raise ApiError(412, "object already exists")
-            conn.execute("INSERT OR REPLACE INTO staging (repo, branch, path, entry) VALUES (?,?,?,?)",
-                         (repo, branch, path, json.dumps(entry, separators=(",", ":"))))
+            conn.execute(
+                "INSERT OR REPLACE INTO staging (repo, branch, path, entry) VALUES (?,?,?,?)",
+                (repo, branch, path, json.dumps(entry, separators=(",", ":"))),
+            )
         return object_stats(path, entry)
 
     def _lookup(self, conn: sqlite3.Connection, repo: str, res: refs.Resolved, path: str) -> Entry | None:
         if res.staged or res.staging_only:
-            row = conn.execute("SELECT entry FROM staging WHERE repo=? AND branch=? AND path=?",
-                               (repo, res.branch, path)).fetchone()
+            row = conn.execute(
+                "SELECT entry FROM staging WHERE repo=? AND branch=? AND path=?", (repo, res.branch, path)
+            ).fetchone()
             if row is not None:
                 return None if row["entry"] is None else dict(json.loads(row["entry"]))
         return self._tree(conn, repo, res.commit_id).get(path)
@@ -401,8 +458,10 @@ class LakeFS:
                         continue
                     raise not_found(f"object {path}")
                 if path in tree:
-                    conn.execute("INSERT OR REPLACE INTO staging (repo, branch, path, entry) VALUES (?,?,?,NULL)",
-                                 (repo, branch, path))
+                    conn.execute(
+                        "INSERT OR REPLACE INTO staging (repo, branch, path, entry) VALUES (?,?,?,NULL)",
+                        (repo, branch, path),
+                    )
                 else:
                     conn.execute("DELETE FROM staging WHERE repo=? AND branch=? AND path=?", (repo, branch, path))
 
@@ -411,12 +470,21 @@ class LakeFS:
         tree, paths = self.store.tree(self.commit(conn, repo, res.commit_id)["meta_range_id"])
         staged: dict[str, Entry | None] = {}
         if (res.staged or res.staging_only) and res.branch:
-            staged = {p: (None if raw is None else json.loads(raw))
-                      for p, raw in self._staging(conn, repo, res.branch).items()}
+            staged = {
+                p: (None if raw is None else json.loads(raw))
+                for p, raw in self._staging(conn, repo, res.branch).items()
+            }
         return tree, paths, staged
 
     def list_objects(
-        self, repo: str, ref: str, prefix: str, after: str, amount: int, delimiter: str, user_metadata: bool,
+        self,
+        repo: str,
+        ref: str,
+        prefix: str,
+        after: str,
+        amount: int,
+        delimiter: str,
+        user_metadata: bool,
     ) -> dict[str, Any]:
         with self.store.read() as conn:
             self._repo(conn, repo)
@@ -451,7 +519,12 @@ class LakeFS:
     # -- commits, log, diff ----------------------------------------------------------
 
     def commit_branch(
-        self, repo: str, branch: str, message: str, metadata: dict[str, str], allow_empty: bool,
+        self,
+        repo: str,
+        branch: str,
+        message: str,
+        metadata: dict[str, str],
+        allow_empty: bool,
         date: int | None,
     ) -> tuple[dict[str, Any], PostHook]:
         with self.branch_lock(repo, branch):
@@ -466,8 +539,15 @@ class LakeFS:
             tid = self.store.tree_id(tree)
             if tid == self.store.tree_id(head_tree) and not allow_empty:
                 raise ApiError(400, "commit: no changes")
-            ev = Event("pre-commit", repo, branch_id=branch, source_ref=branch, commit_message=message,
-                       committer=self.username, commit_metadata=metadata)
+            ev = Event(
+                "pre-commit",
+                repo,
+                branch_id=branch,
+                source_ref=branch,
+                commit_message=message,
+                committer=self.username,
+                commit_metadata=metadata,
+            )
             self._pre(tree, ev)
             with self.store.write() as conn:
                 cid = self._insert_commit(conn, repo, [head], tree, message, metadata, date)
@@ -486,8 +566,16 @@ class LakeFS:
             return self.commit_out(self.commit(conn, repo, refs.resolve(conn, repo, ref).commit_id))
 
     def log(
-        self, repo: str, ref: str, after: str, amount: int, objects: list[str], prefixes: list[str],
-        first_parent: bool, since: int | None, stop_at: str,
+        self,
+        repo: str,
+        ref: str,
+        after: str,
+        amount: int,
+        objects: list[str],
+        prefixes: list[str],
+        first_parent: bool,
+        since: int | None,
+        stop_at: str,
     ) -> dict[str, Any]:
         with self.store.read() as conn:
             self._repo(conn, repo)
@@ -521,8 +609,9 @@ class LakeFS:
                         break
             return paginate(items, lambda c: c["id"], self.commit_out, "", amount)
 
-    def _touches(self, conn: sqlite3.Connection, repo: str, c: dict[str, Any], objects: list[str],
-                 prefixes: list[str]) -> bool:
+    def _touches(
+        self, conn: sqlite3.Connection, repo: str, c: dict[str, Any], objects: list[str], prefixes: list[str]
+    ) -> bool:
         if not objects and not prefixes:
             return True
         tree = self.store.tree(c["meta_range_id"])[0]
@@ -547,7 +636,15 @@ class LakeFS:
         return tree
 
     def diff_refs(
-        self, repo: str, left: str, right: str, kind: str, prefix: str, after: str, amount: int, delimiter: str,
+        self,
+        repo: str,
+        left: str,
+        right: str,
+        kind: str,
+        prefix: str,
+        after: str,
+        amount: int,
+        delimiter: str,
     ) -> dict[str, Any]:
         if kind not in ("three_dot", "two_dot"):
             raise ApiError(400, f"type {kind!r}: invalid value")
@@ -565,8 +662,9 @@ class LakeFS:
                 changes = mergelib.three_dot(btree, ltree, rtree)
         return self._diff_page(changes, prefix, after, amount, delimiter)
 
-    def diff_branch(self, repo: str, branch: str, prefix: str, after: str, amount: int,
-                    delimiter: str) -> dict[str, Any]:
+    def diff_branch(
+        self, repo: str, branch: str, prefix: str, after: str, amount: int, delimiter: str
+    ) -> dict[str, Any]:
         with self.store.read() as conn:
             self._repo(conn, repo)
             head_tree = self._tree(conn, repo, self._branch_head(conn, repo, branch))
@@ -577,14 +675,17 @@ class LakeFS:
         return self._diff_page(mergelib.diff_trees(left, right), prefix, after, amount, delimiter)
 
     @staticmethod
-    def _diff_page(changes: list[tuple[str, str, Entry | None]], prefix: str, after: str, amount: int,
-                   delimiter: str) -> dict[str, Any]:
+    def _diff_page(
+        changes: list[tuple[str, str, Entry | None]], prefix: str, after: str, amount: int, delimiter: str
+    ) -> dict[str, Any]:
         selected = ((p, (k, e)) for k, p, e in changes if p.startswith(prefix))
         folded = fold(selected, prefix, delimiter)
         return paginate(
-            folded, lambda i: i[0],
+            folded,
+            lambda i: i[0],
             lambda i: _diff_out(i[1][0] if i[1] else "", i[0], i[1][1] if i[1] else None, i[1] is None),
-            after, amount,
+            after,
+            amount,
         )
 
     # -- merge and revert ------------------------------------------------------------
@@ -600,8 +701,16 @@ class LakeFS:
         return {"source_commit_id": s, "destination_commit_id": d, "base_commit_id": base}
 
     def merge(
-        self, repo: str, source: str, dest: str, message: str, metadata: dict[str, str], strategy: str | None,
-        force: bool, allow_empty: bool, squash: bool,
+        self,
+        repo: str,
+        source: str,
+        dest: str,
+        message: str,
+        metadata: dict[str, str],
+        strategy: str | None,
+        force: bool,
+        allow_empty: bool,
+        squash: bool,
     ) -> tuple[dict[str, Any], PostHook]:
         with self.branch_lock(repo, dest):
             with self.store.read() as conn:
@@ -626,9 +735,17 @@ class LakeFS:
                 parents = [head] if squash else [head, src]
                 tid = Store.tree_id(outcome.tree)
                 rec = self._commit_id(conn, repo, parents, tid, message, metadata, None, None)
-            ev = Event("pre-merge", repo, branch_id=dest, source_ref=src, commit_id=rec["id"],
-                       commit_message=message, committer=self.username, commit_metadata=metadata,
-                       merge_source=source)
+            ev = Event(
+                "pre-merge",
+                repo,
+                branch_id=dest,
+                source_ref=src,
+                commit_id=rec["id"],
+                commit_message=message,
+                committer=self.username,
+                commit_metadata=metadata,
+                merge_source=source,
+            )
             self._pre(src_tree, ev)
             with self.store.write() as conn:
                 self.store.put_tree(conn, outcome.tree)
@@ -648,8 +765,14 @@ class LakeFS:
         return False
 
     def revert(
-        self, repo: str, branch: str, ref: str, parent_number: int, message: str | None,
-        metadata: dict[str, str], allow_empty: bool,
+        self,
+        repo: str,
+        branch: str,
+        ref: str,
+        parent_number: int,
+        message: str | None,
+        metadata: dict[str, str],
+        allow_empty: bool,
     ) -> None:
         with self.branch_lock(repo, branch):
             with self.store.read() as conn:
@@ -675,6 +798,71 @@ class LakeFS:
                 cid = self._insert_commit(conn, repo, [head], outcome.tree, message or f"Revert {ref}", metadata)
                 conn.execute("UPDATE branches SET head=? WHERE repo=? AND name=?", (cid, repo, branch))
 
+    def cherry_pick(
+        self,
+        repo: str,
+        branch: str,
+        ref: str,
+        parent_number: int,
+        message: str | None,
+        metadata: dict[str, str] | None,
+    ) -> dict[str, Any]:
+        """Apply one commit's changes (against its chosen parent) onto the branch head, as a new commit."""
+        with self.branch_lock(repo, branch):
+            with self.store.read() as conn:
+                self._repo(conn, repo)
+                head = self._branch_head(conn, repo, branch)
+                head_tree = self._tree(conn, repo, head)
+                if self._dirty(conn, repo, branch, head_tree):
+                    raise ApiError(400, "uncommitted changes (dirty branch)")
+                c = self.commit(conn, repo, refs.resolve(conn, repo, ref).commit_id)
+                parents = c["parents"]
+                if len(parents) > 1 and parent_number <= 0:
+                    raise ApiError(409, "must specify 1-based parent number for cherry-picking merge commit")
+                idx = max(parent_number, 1) - 1
+                if idx >= len(parents):
+                    raise ApiError(400, f"parent number {parent_number}: invalid value")
+                ptree = self._tree(conn, repo, parents[idx])
+                outcome = mergelib.three_way(ptree, self.store.tree(c["meta_range_id"])[0], head_tree, None)
+            if outcome.conflicts:
+                raise ApiError(409, "conflict found")
+            with self.store.write() as conn:
+                cid = self._insert_commit(
+                    conn,
+                    repo,
+                    [head],
+                    outcome.tree,
+                    message or c["message"],
+                    c["metadata"] if metadata is None else metadata,
+                )
+                conn.execute("UPDATE branches SET head=? WHERE repo=? AND name=?", (cid, repo, branch))
+                return self.commit_out(self.commit(conn, repo, cid))
+
+    def hard_reset(self, repo: str, branch: str, ref: str) -> None:
+        """Point the branch at `ref` and drop its staging (lakeFS's hard_reset)."""
+        with self.branch_lock(repo, branch), self.store.write() as conn:
+            self._repo(conn, repo)
+            self._branch_head(conn, repo, branch)
+            cid = refs.resolve(conn, repo, ref).commit_id
+            conn.execute("UPDATE branches SET head=? WHERE repo=? AND name=?", (cid, repo, branch))
+            conn.execute("DELETE FROM staging WHERE repo=? AND branch=?", (repo, branch))
+
+    def copy_object(self, repo: str, branch: str, dest: str, src_ref: str, src_path: str) -> dict[str, Any]:
+        """Stage `dest` as a copy of `src_path` at `src_ref`: same bytes (blobs are shared), fresh address."""
+        if not dest or not src_path:
+            raise ApiError(400, "dest_path and src_path are required")
+        namespace = self.check_branch(repo, branch)
+        entry = dict(self.get_entry(repo, src_ref or branch, src_path))
+        entry["address"] = f"{namespace.rstrip('/')}/data/{uuid.uuid4().hex}"
+        entry["mtime"] = int(time.time())
+        with self.store.write() as conn:
+            self._branch_head(conn, repo, branch)
+            conn.execute(
+                "INSERT OR REPLACE INTO staging (repo, branch, path, entry) VALUES (?,?,?,?)",
+                (repo, branch, dest, json.dumps(entry, separators=(",", ":"))),
+            )
+        return object_stats(dest, entry)
+
     # -- action runs -----------------------------------------------------------------
 
     def list_runs(self, repo: str, branch: str, commit: str, after: str, amount: int) -> dict[str, Any]:
@@ -690,9 +878,15 @@ class LakeFS:
 
     @staticmethod
     def _run_out(r: sqlite3.Row) -> dict[str, Any]:
-        return ActionRun(run_id=r["run_id"], branch=r["branch"], start_time=r["start_time"],
-                         end_time=r["end_time"], event_type=r["event_type"], status=r["status"],
-                         commit_id=r["commit_id"]).dump()
+        return ActionRun(
+            run_id=r["run_id"],
+            branch=r["branch"],
+            start_time=r["start_time"],
+            end_time=r["end_time"],
+            event_type=r["event_type"],
+            status=r["status"],
+            commit_id=r["commit_id"],
+        ).dump()
 
     def get_run(self, repo: str, run_id: str) -> dict[str, Any]:
         with self.store.read() as conn:
@@ -705,17 +899,30 @@ class LakeFS:
     def list_hooks(self, repo: str, run_id: str, after: str, amount: int) -> dict[str, Any]:
         self.get_run(repo, run_id)
         with self.store.read() as conn:
-            rows = conn.execute("SELECT * FROM hook_runs WHERE repo=? AND run_id=? ORDER BY hook_run_id",
-                                (repo, run_id)).fetchall()
-        return paginate(rows, lambda r: r["hook_run_id"], lambda r: HookRun(
-            hook_run_id=r["hook_run_id"], action=r["action"], hook_id=r["hook_id"], start_time=r["start_time"],
-            end_time=r["end_time"], status=r["status"]).dump(), after, amount)
+            rows = conn.execute(
+                "SELECT * FROM hook_runs WHERE repo=? AND run_id=? ORDER BY hook_run_id", (repo, run_id)
+            ).fetchall()
+        return paginate(
+            rows,
+            lambda r: r["hook_run_id"],
+            lambda r: HookRun(
+                hook_run_id=r["hook_run_id"],
+                action=r["action"],
+                hook_id=r["hook_id"],
+                start_time=r["start_time"],
+                end_time=r["end_time"],
+                status=r["status"],
+            ).dump(),
+            after,
+            amount,
+        )
 
     def hook_output(self, repo: str, run_id: str, hook_run_id: str) -> str:
         with self.store.read() as conn:
             self._repo(conn, repo)
-            row = conn.execute("SELECT output FROM hook_runs WHERE repo=? AND run_id=? AND hook_run_id=?",
-                               (repo, run_id, hook_run_id)).fetchone()
+            row = conn.execute(
+                "SELECT output FROM hook_runs WHERE repo=? AND run_id=? AND hook_run_id=?", (repo, run_id, hook_run_id)
+            ).fetchone()
         if row is None:
             raise not_found(f"hook run {hook_run_id}")
         return str(row["output"])

@@ -99,6 +99,8 @@ class Store:
         self.tmp_dir = self.data_dir / "tmp"
         self.blob_dir.mkdir(parents=True, exist_ok=True)
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        for stale in self.tmp_dir.glob("upload-*"):  # uploads interrupted by a crash never reached metadata
+            stale.unlink(missing_ok=True)
         self.db_path = self.data_dir / "lakefs.sqlite"
         self._local = threading.local()
         self._wlock = threading.Lock()

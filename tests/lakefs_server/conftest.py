@@ -24,8 +24,13 @@ _counter = itertools.count()
 
 
 def parquet_bytes(rows: int = 100, seed: int = 0) -> bytes:
-    table = pa.table({"id": list(range(seed, seed + rows)), "value": [float(i * 1.5 + seed) for i in range(rows)],
-                      "label": [f"r{seed}-{i}" for i in range(rows)]})
+    table = pa.table(
+        {
+            "id": list(range(seed, seed + rows)),
+            "value": [float(i * 1.5 + seed) for i in range(rows)],
+            "label": [f"r{seed}-{i}" for i in range(rows)],
+        }
+    )
     buf = io.BytesIO()
     pq.write_table(table, buf)
     return buf.getvalue()

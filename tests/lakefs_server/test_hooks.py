@@ -45,7 +45,7 @@ hooks:
 
 
 def test_post_commit_webhook_gets_lakefs_payload(
-    new_repo: Callable[[], lakefs.Repository], webhook: WebhookReceiver
+    new_repo: Callable[[], lakefs.Repository], webhook: WebhookReceiver, client: lakefs.Client
 ) -> None:
     repo = new_repo()
     branch = repo.branch("ingest-2026-07-23").create(source_reference="main")
@@ -60,8 +60,17 @@ def test_post_commit_webhook_gets_lakefs_payload(
     assert got.at - done < 1.0
     payload = got.json()
     assert list(payload) == [
-        "event_type", "event_time", "action_name", "hook_id", "repository_id", "branch_id", "source_ref",
-        "commit_id", "commit_message", "committer", "commit_metadata",
+        "event_type",
+        "event_time",
+        "action_name",
+        "hook_id",
+        "repository_id",
+        "branch_id",
+        "source_ref",
+        "commit_id",
+        "commit_message",
+        "committer",
+        "commit_metadata",
     ]
     assert payload["event_type"] == "post-commit"
     assert payload["action_name"] == "notify mlops on commit"
@@ -81,15 +90,17 @@ def test_post_commit_webhook_gets_lakefs_payload(
     deadline = time.monotonic() + 3
     runs = []
     while time.monotonic() < deadline:
-        runs = [r for r in repo.client.sdk_client.actions_api.list_repository_runs(repo.id).results
-                if r.commit_id == commit_id and r.status == "completed"]
+        runs = [
+            r
+            for r in client.sdk_client.actions_api.list_repository_runs(repo.id).results
+            if r.commit_id == commit_id and r.status == "completed"
+        ]
         if runs:
             break
         time.sleep(0.05)
     assert runs and runs[0].event_type == "post-commit"
-    hooks = repo.client.sdk_client.actions_api.list_run_hooks(repo.id, runs[0].run_id).results
-    assert [(h.action, h.hook_id, h.status) for h in hooks] == [("notify mlops on commit", "notify_mlops",
-                                                                  "completed")]
+    hooks = client.sdk_client.actions_api.list_run_hooks(repo.id, runs[0].run_id).results
+    assert [(h.action, h.hook_id, h.status) for h in hooks] == [("notify mlops on commit", "notify_mlops", "completed")]
 
     # Branch filter: a commit on a branch not matching `ingest-*` fires nothing.
     other = repo.branch("scratch").create(source_reference=branch.id)
@@ -148,3 +159,31 @@ def test_pre_commit_webhook_sees_staged_action_and_blocks(
     assert got is not None
     payload = got.json()
     assert payload["source_ref"] == "main" and "commit_id" not in payload
+
+
+def test_branch_create_and_delete_hooks(new_repo: Callable[[], lakefs.Repository], webhook: WebhookReceiver) -> None:
+    repo = new_repo()
+    main = repo.branch("main")
+    action = """
+name: branch lifecycle
+on:
+  pre-create-branch:
+    branches: ["blocked-*"]
+  post-delete-branch:
+hooks:
+  - id: lifecycle
+    type: webhook
+    properties:
+      url: "{url}"
+""".format(url=webhook.url("/branch-life"))
+    webhook.statuses["/branch-life"] = 500
+    main.object("_lakefs_actions/life.yaml").upload(data=action)
+    main.commit(message="add lifecycle action")
+    with pytest.raises(ServerException) as exc:
+        repo.branch("blocked-1").create(source_reference="main")
+    assert exc.value.status_code == 412
+    assert "blocked-1" not in {b.id for b in repo.branches()}
+    tmp = repo.branch("tmp-1").create(source_reference="main")
+    tmp.delete()
+    got = webhook.wait_for(lambda r: r.path == "/branch-life" and r.json()["event_type"] == "post-delete-branch", 1.0)
+    assert got is not None and got.json()["branch_id"] == "tmp-1"

@@ -23,7 +23,8 @@ pytestmark = pytest.mark.integration
 
 def _read(repo: lakefs.Repository, ref: str, path: str) -> bytes:
     with repo.ref(ref).object(path).reader(mode="rb") as r:
-        data: bytes = r.read()
+        data = r.read()
+        assert isinstance(data, bytes)
         return data
 
 
@@ -202,7 +203,9 @@ def test_malformed_bodies_get_400(lakefs_server: LakeFSServer, new_repo: Callabl
         assert isinstance(r.json()["message"], str)
 
 
-def test_unimplemented_operations_get_501(lakefs_server: LakeFSServer, new_repo: Callable[[], lakefs.Repository]) -> None:
+def test_unimplemented_operations_get_501(
+    lakefs_server: LakeFSServer, new_repo: Callable[[], lakefs.Repository]
+) -> None:
     repo = new_repo()
     auth = (lakefs_server.access_key_id, lakefs_server.secret_access_key)
     r = httpx.get(f"{lakefs_server.endpoint}/api/v1/repositories/{repo.id}/gc/rules", auth=auth)
@@ -216,9 +219,9 @@ def test_range_reads_and_if_none_match(lakefs_server: LakeFSServer, new_repo: Ca
     main = repo.branch("main")
     data = bytes(range(256)) * 10
     main.object("blob.bin").upload(data=data)
-    with main.object("blob.bin").reader() as r:
-        r.seek(100)
-        assert r.read(16) == data[100:116]
+    with main.object("blob.bin").reader() as reader:
+        reader.seek(100)
+        assert reader.read(16) == data[100:116]
     auth = (lakefs_server.access_key_id, lakefs_server.secret_access_key)
     url = f"{lakefs_server.endpoint}/api/v1/repositories/{repo.id}/refs/main/objects"
     r = httpx.get(url, params={"path": "blob.bin"}, headers={"Range": "bytes=4-7"}, auth=auth)
@@ -259,3 +262,36 @@ def test_delete_revert_reset_and_tags(new_repo: Callable[[], lakefs.Repository])
     assert {b.id for b in repo.branches()} == {"main"}
     with pytest.raises(lakefs.exceptions.ForbiddenException):
         main.delete()
+
+
+def test_generated_sdk_multipart_upload(client: lakefs.Client, new_repo: Callable[[], lakefs.Repository]) -> None:
+    """The generated `upload_object` sends multipart/form-data with a `content` part; both forms work."""
+    repo = new_repo()
+    data = parquet_bytes(40, seed=5)
+    stats = client.sdk_client.objects_api.upload_object(repo.id, "main", "mp/part.parquet", content=data)
+    assert stats.size_bytes == len(data)
+    assert _read(repo, "main", "mp/part.parquet") == data
+
+
+def test_cherry_pick_copy_and_hard_reset(client: lakefs.Client, new_repo: Callable[[], lakefs.Repository]) -> None:
+    repo = new_repo()
+    main = repo.branch("main")
+    main.object("base").upload(data=b"base")
+    main.commit(message="base")
+    dev = repo.branch("dev").create(source_reference="main")
+    dev.object("fix").upload(data=b"fix")
+    fix = dev.commit(message="the fix", metadata={"ticket": "7"}).get_commit()
+    dev.object("other").upload(data=b"other")
+    dev.commit(message="unrelated")
+
+    picked = main.cherry_pick(fix.id)
+    assert picked.message == "the fix" and picked.metadata == {"ticket": "7"}
+    assert sorted(o.path for o in main.objects()) == ["base", "fix"]
+
+    copied = main.object("fix").copy("dev", "copies/fix")
+    assert copied.path == "copies/fix"
+    assert _read(repo, "dev", "copies/fix") == b"fix"
+
+    client.sdk_client.experimental_api.hard_reset_branch(repo.id, "dev", "main")
+    assert repo.branch("dev").get_commit().id == main.get_commit().id
+    assert list(repo.branch("dev").uncommitted()) == []

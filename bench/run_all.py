@@ -1,0 +1,32 @@
+"""`make bench`: run every benchmark in one go; each merges its figures into bench/results.json."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ORDER = ["bench_lakefs", "bench_validate", "bench_spine", "bench_events", "bench_labels", "bench_ensemble"]
+
+
+def main() -> int:
+    failed = []
+    for name in ORDER:
+        if not (HERE / f"{name}.py").exists():
+            continue
+        print(f"\n=== {name} ===", flush=True)
+        t0 = time.perf_counter()
+        rc = subprocess.call([sys.executable, "-m", f"bench.{name}"], cwd=HERE.parent)
+        print(f"=== {name}: exit {rc} in {time.perf_counter() - t0:.0f}s ===", flush=True)
+        if rc:
+            failed.append(name)
+    print(f"\nresults: {HERE / 'results.json'}")
+    if failed:
+        print(f"failed: {', '.join(failed)}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,55 @@
+"""The lakeFS actions file that points lakeFS at the bridge.
+
+`lakeloop up` installs it with `Lake.install_actions(branch, ACTIONS_FILE, yaml)`.
+lakeFS reads one action per file and runs every hook of an action for every
+event in its `on:`, so the single action has two hooks and each bridge endpoint
+answers 200 "ignored" to the event types that belong to the other one. The
+token is not written into the repository: lakeFS substitutes
+`{{ ENV.LAKEFSACTION_... }}` from its own environment when it calls the hook.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import yaml
+
+ACTIONS_FILE = "lakeloop.yaml"
+TOKEN_HEADER = "X-Lakeloop-Token"
+SIGNATURE_HEADER = "X-Lakeloop-Signature"
+DEFAULT_TOKEN_ENV = "LAKEFSACTION_LAKELOOP_TOKEN"
+
+
+def render_actions_yaml(
+    bridge_url: str,
+    branches: Sequence[str] | None = None,
+    *,
+    protected: Sequence[str] = ("main",),
+    token_env: str = DEFAULT_TOKEN_ENV,
+    timeout: str = "30s",
+) -> str:
+    """The action YAML: post-commit/post-merge on `branches` (None: all) -> /lakefs/events,
+    pre-merge into `protected` -> /lakefs/pre-merge, token header from lakeFS's env `token_env`."""
+    if not token_env.startswith("LAKEFSACTION_"):
+        raise ValueError(f"{token_env}: lakeFS only substitutes env vars prefixed LAKEFSACTION_")
+    base = bridge_url.rstrip("/")
+    headers = {TOKEN_HEADER: "{{ ENV." + token_env + " }}"}
+    on_post = {"branches": list(branches)} if branches else None
+    on: dict[str, object] = {"post-commit": on_post, "post-merge": on_post}
+    if protected:
+        on["pre-merge"] = {"branches": list(protected)}
+    action = {
+        "name": "lakeloop",
+        "description": "Relay commits and merges to Prefect through the lakeloop bridge, and block merges "
+                       "into protected branches whose data breaks the dataset spec.",
+        "on": on,
+        "hooks": [
+            {"id": "lakeloop_relay", "type": "webhook",
+             "description": "post-commit / post-merge -> Prefect event (ignores pre-merge)",
+             "properties": {"url": f"{base}/lakefs/events", "timeout": timeout, "headers": headers}},
+            {"id": "lakeloop_merge_gate", "type": "webhook",
+             "description": "pre-merge: schema + content checks of the changed data (ignores post events)",
+             "properties": {"url": f"{base}/lakefs/pre-merge", "timeout": "60s", "headers": headers}},
+        ],
+    }
+    return yaml.safe_dump(action, sort_keys=False)

@@ -1,0 +1,189 @@
+"""The bridge: lakeFS and Label Studio webhooks in, Prefect events out.
+
+Prefect OSS has no incoming webhooks and lakeFS has no Prefect hook, so this
+small ASGI app relays them. Every request is authenticated (shared-secret
+header or HMAC-SHA256 of the body), validated (400 and nothing emitted when
+malformed) and deduplicated through the durable ledger before an event is
+published; the ledger entry is only marked done once Prefect accepted the
+event, so a failed publish answers 503 and is retried (by lakeFS or by the
+reconciler).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from prefect.events import Event
+from pydantic import ValidationError
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from infra.bridge.actions import SIGNATURE_HEADER, TOKEN_HEADER
+from infra.bridge.gate import GateResult
+from infra.bridge.models import LabelStudioEvent, LakeFSHookEvent, error_list
+from lakeloop.events import (
+    LABELS_READY,
+    CommitPayload,
+    EmitError,
+    LabelsPayload,
+    build_event,
+    commit_event,
+    is_internal_commit,
+    labels_resource,
+)
+from lakeloop.state import Ledger, annotation_key, commit_key
+
+log = logging.getLogger("lakeloop.bridge")
+
+Emitter = Callable[[Event], None]
+MergeGate = Callable[[LakeFSHookEvent], GateResult]
+
+RELAYED = {"post-commit", "post-merge"}
+LS_ACTIONS = {"ANNOTATION_CREATED", "ANNOTATION_UPDATED"}
+
+
+@dataclass
+class BridgeConfig:
+    secret: str
+    ledger: Ledger
+    emitter: Emitter
+    gate: MergeGate | None = None
+    owner: str = "bridge"
+    counters: dict[str, int] = field(default_factory=dict)
+
+
+def commit_payload(ev: LakeFSHookEvent, delivered_by: str = "bridge") -> CommitPayload:
+    assert ev.branch_id and ev.commit_id
+    return CommitPayload(
+        repository=ev.repository_id, branch=ev.branch_id, commit_id=ev.commit_id,
+        message=ev.commit_message or "", committer=ev.committer or "", metadata=dict(ev.commit_metadata),
+        merge_source=ev.merge_source, lakefs_event=ev.event_type, event_time=ev.event_time,
+        delivered_by="bridge" if delivered_by == "bridge" else "reconcile",
+    )
+
+
+def create_app(config: BridgeConfig) -> Starlette:
+    def count(name: str) -> None:
+        config.counters[name] = config.counters.get(name, 0) + 1
+
+    def authorized(request: Request, body: bytes) -> bool:
+        token = request.headers.get(TOKEN_HEADER)
+        if token is not None:
+            return hmac.compare_digest(token.encode(), config.secret.encode())
+        sig = request.headers.get(SIGNATURE_HEADER)
+        if sig is not None:
+            want = "sha256=" + hmac.new(config.secret.encode(), body, hashlib.sha256).hexdigest()
+            return hmac.compare_digest(sig.encode(), want.encode())
+        return False
+
+    async def parse(request: Request, model: type[Any]) -> Any:
+        body = await request.body()
+        if not authorized(request, body):
+            count("unauthorized")
+            return JSONResponse({"error": f"missing or wrong {TOKEN_HEADER} / {SIGNATURE_HEADER}"}, 401)
+        try:
+            data = json.loads(body)
+        except ValueError as e:
+            count("malformed")
+            return JSONResponse({"error": f"body is not JSON: {e}"}, 400)
+        try:
+            return model.model_validate(data)
+        except ValidationError as e:
+            count("malformed")
+            return JSONResponse({"error": f"invalid {model.__name__}: {error_list(e.errors())}"}, 400)
+
+    def deliver(key: str, kind: str, event: Event) -> str:
+        def send() -> None:
+            config.emitter(event)
+
+        done = config.ledger.run_once(key, kind, config.owner, send, {"event": event.event})
+        return "emitted" if done else "duplicate"
+
+    async def lakefs_events(request: Request) -> JSONResponse:
+        ev = await parse(request, LakeFSHookEvent)
+        if isinstance(ev, JSONResponse):
+            return ev
+        if ev.event_type not in RELAYED:
+            count("ignored")
+            return JSONResponse({"status": "ignored", "reason": f"{ev.event_type} is not relayed"})
+        missing = [f for f in ("branch_id", "commit_id") if not getattr(ev, f)]
+        if missing:
+            count("malformed")
+            return JSONResponse({"error": f"{ev.event_type} event without {', '.join(missing)}"}, 400)
+        assert ev.commit_id
+        key = commit_key(ev.repository_id, ev.commit_id)
+        if is_internal_commit(ev.commit_metadata):
+            await run_in_threadpool(config.ledger.skip, key, "lakefs", config.owner, "lakeloop actions commit")
+            count("skipped")
+            return JSONResponse({"status": "skipped", "key": key})
+        event = commit_event(commit_payload(ev))
+        try:
+            status = await run_in_threadpool(deliver, key, "lakefs", event)
+        except EmitError as e:
+            count("emit_failed")
+            log.warning("emit failed for %s: %s", key, e)
+            return JSONResponse({"error": f"Prefect did not accept the event: {e}"}, 503)
+        count(status)
+        return JSONResponse({"status": status, "event": event.event, "key": key, "event_id": str(event.id)})
+
+    async def lakefs_pre_merge(request: Request) -> JSONResponse:
+        ev = await parse(request, LakeFSHookEvent)
+        if isinstance(ev, JSONResponse):
+            return ev
+        if ev.event_type != "pre-merge":
+            return JSONResponse({"status": "ignored", "reason": f"{ev.event_type} is not gated"})
+        if config.gate is None:
+            return JSONResponse({"status": "ok", "reason": "no gate configured"})
+        try:
+            result = await run_in_threadpool(config.gate, ev)
+        except Exception as e:  # the gate itself failed: block rather than let unchecked data in
+            log.exception("pre-merge gate failed")
+            count("gate_error")
+            return JSONResponse({"error": f"merge gate error: {type(e).__name__}: {e}"}, 500)
+        count("gate_ok" if result.ok else "gate_blocked")
+        body = {"status": "ok" if result.ok else "blocked", "message": result.message, "checked": result.checked,
+                "problems": result.problems}
+        return JSONResponse(body, 200 if result.ok else 400)
+
+    async def label_studio_events(request: Request) -> JSONResponse:
+        ev = await parse(request, LabelStudioEvent)
+        if isinstance(ev, JSONResponse):
+            return ev
+        if ev.action not in LS_ACTIONS:
+            count("ignored")
+            return JSONResponse({"status": "ignored", "reason": f"{ev.action} does not change labels"})
+        project_id = ev.project_id()
+        if ev.annotation is None or project_id is None:
+            count("malformed")
+            return JSONResponse({"error": f"{ev.action} without annotation.id and project.id"}, 400)
+        version = ev.annotation.updated_at or "created"
+        key = annotation_key(project_id, f"{ev.annotation.id}@{version}")
+        payload = LabelsPayload(project_id=project_id, annotation_id=ev.annotation.id,
+                                task_id=ev.task.id if ev.task else None, action=ev.action)
+        event = build_event(LABELS_READY, labels_resource(project_id), payload)
+        try:
+            status = await run_in_threadpool(deliver, key, "label-studio", event)
+        except EmitError as e:
+            count("emit_failed")
+            return JSONResponse({"error": f"Prefect did not accept the event: {e}"}, 503)
+        count(status)
+        return JSONResponse({"status": status, "event": event.event, "key": key})
+
+    async def health(request: Request) -> JSONResponse:
+        return JSONResponse({"ok": True, "counters": config.counters})
+
+    return Starlette(routes=[
+        Route("/health", health, methods=["GET"]),
+        Route("/lakefs/events", lakefs_events, methods=["POST"]),
+        Route("/lakefs/pre-merge", lakefs_pre_merge, methods=["POST"]),
+        Route("/label-studio/events", label_studio_events, methods=["POST"]),
+    ])

@@ -1,0 +1,73 @@
+"""Build the bridge from settings, and start it as a server process."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from lakeloop.procs import Service, start_service
+from lakeloop.settings import LakeFSSettings, Settings
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def build_config(settings: Settings, *, gate: bool = True):  # type: ignore[no-untyped-def]
+    """The production wiring: ledger under state_dir, events to Prefect's API, spec merge gate."""
+    from infra.bridge.app import BridgeConfig
+    from infra.bridge.gate import SpecMergeGate
+    from lakeloop.events import publish
+    from lakeloop.spec import DatasetSpec
+    from lakeloop.state import Ledger
+
+    api_url = settings.prefect.api_url
+
+    def emitter(event):  # type: ignore[no-untyped-def]
+        publish([event], api_url)
+
+    return BridgeConfig(
+        secret=settings.bridge.secret,
+        ledger=Ledger(settings.state_dir / "ledger.sqlite3"),
+        emitter=emitter,
+        gate=SpecMergeGate(DatasetSpec.from_yaml(settings.spec_path), settings.lakefs) if gate else None,
+    )
+
+
+def start_bridge(
+    home: Path,
+    port: int,
+    *,
+    api_url: str | None = None,
+    secret: str | None = None,
+    lakefs: LakeFSSettings | None = None,
+    repositories: Sequence[str] | None = None,
+    reconcile_interval: float = 180.0,
+    spec_path: Path | None = None,
+    timeout: float = 60.0,
+) -> Service:
+    """`python -m infra.bridge` on loopback; state (ledger) under `home/state`."""
+    env = {"LAKELOOP_HOME": str(home)}
+    if api_url:
+        env["LAKELOOP_PREFECT_API_URL"] = api_url
+        env["PREFECT_API_URL"] = api_url
+    if secret:
+        env["LAKELOOP_BRIDGE_SECRET"] = secret
+    if spec_path:
+        env["LAKELOOP_SPEC_PATH"] = str(spec_path)
+    if lakefs is not None:
+        env.update({
+            "LAKEFS_ENDPOINT": lakefs.endpoint, "LAKEFS_ACCESS_KEY_ID": lakefs.access_key_id,
+            "LAKEFS_SECRET_ACCESS_KEY": lakefs.secret_access_key, "LAKEFS_REPOSITORY": lakefs.repository,
+            "LAKEFS_DEFAULT_BRANCH": lakefs.default_branch, "LAKEFS_DATA_PREFIX": lakefs.data_prefix,
+        })
+    cmd = [sys.executable, "-m", "infra.bridge", "--host", "127.0.0.1", "--port", str(port),
+           "--reconcile-interval", str(reconcile_interval)]
+    for r in repositories or []:
+        cmd += ["--repository", r]
+    return start_service(
+        "bridge", cmd,
+        health_url=f"http://127.0.0.1:{port}/health",
+        url=f"http://127.0.0.1:{port}",
+        log_path=home / "logs" / "bridge.log",
+        env=env, cwd=PROJECT_ROOT, timeout=timeout,
+    )

@@ -1,0 +1,115 @@
+"""Model-registry aliases: challenger -> champion promotion, and rollback.
+
+Why aliases: consumers load `models:/<name>@champion`, so moving an alias is the
+whole deployment and moving it back is the whole rollback. The old champion is
+kept under `previous` so a rollback needs no search through history.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+PREVIOUS = "previous"
+
+
+class RegistryError(RuntimeError):
+    """An alias move that cannot be made; the message names the model and alias."""
+
+
+@dataclass(frozen=True)
+class AliasMove:
+    """What an alias operation did: `champion` now points at `champion`; `previous` at `previous`."""
+
+    name: str
+    champion: str
+    previous: str | None
+    changed: bool
+
+
+def _client(client: MlflowClient | None) -> MlflowClient:
+    return client or MlflowClient()
+
+
+def alias_version(name: str, alias: str, client: MlflowClient | None = None) -> str | None:
+    """The version an alias points to, or None when the alias (or the model) does not exist."""
+    try:
+        return str(_client(client).get_model_version_by_alias(name, alias).version)
+    except MlflowException as e:
+        if e.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
+            return None
+        raise
+
+
+def champion_version(name: str, client: MlflowClient | None = None) -> str | None:
+    return alias_version(name, CHAMPION, client)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def promote(name: str, version: str, client: MlflowClient | None = None) -> AliasMove:
+    """Make `version` the champion; the old champion becomes `previous`; a `challenger` alias on it is removed."""
+    c = _client(client)
+    version = str(version)
+    c.get_model_version(name, version)  # raises a clear MlflowException for an unknown version
+    old = champion_version(name, c)
+    if old == version:
+        return AliasMove(name, version, alias_version(name, PREVIOUS, c), changed=False)
+    c.set_registered_model_alias(name, CHAMPION, version)
+    if old is not None:
+        c.set_registered_model_alias(name, PREVIOUS, old)
+        c.set_model_version_tag(name, old, "lakeloop.demoted_at", _now())
+    if alias_version(name, CHALLENGER, c) == version:
+        c.delete_registered_model_alias(name, CHALLENGER)
+    c.set_model_version_tag(name, version, "lakeloop.promoted_at", _now())
+    return AliasMove(name, version, old, changed=True)
+
+
+def rollback(name: str, client: MlflowClient | None = None) -> AliasMove:
+    """Restore the `previous` champion; the rolled-back version is tagged and `previous` is cleared.
+
+    Clearing `previous` makes a second rollback an error rather than a flip back to the
+    version that was just judged bad.
+    """
+    c = _client(client)
+    prev = alias_version(name, PREVIOUS, c)
+    if prev is None:
+        raise RegistryError(f"model {name!r}: no '{PREVIOUS}' alias, nothing to roll back to")
+    current = champion_version(name, c)
+    c.set_registered_model_alias(name, CHAMPION, prev)
+    c.delete_registered_model_alias(name, PREVIOUS)
+    if current is not None and current != prev:
+        c.set_model_version_tag(name, current, "lakeloop.rolled_back_at", _now())
+    c.set_model_version_tag(name, prev, "lakeloop.restored_at", _now())
+    return AliasMove(name, prev, None, changed=current != prev)
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    promoted: bool
+    champion: str | None
+    version: str
+    reasons: list[str]
+
+
+def apply_gate(result: Any, client: MlflowClient | None = None) -> GateDecision:
+    """Act on a `tasks.gate.GateResult`: promote a passing challenger, leave a failing one as challenger.
+
+    A failing challenger keeps (or gets) the `challenger` alias and its gate tags, so
+    the reasons stay visible in the registry next to the model.
+    """
+    c = _client(client)
+    if result.passed:
+        move = promote(result.model_name, result.version, c)
+        return GateDecision(True, move.champion, result.version, [])
+    if alias_version(result.model_name, CHALLENGER, c) is None:
+        c.set_registered_model_alias(result.model_name, CHALLENGER, result.version)
+    return GateDecision(False, champion_version(result.model_name, c), result.version, list(result.reasons))

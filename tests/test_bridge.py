@@ -1,0 +1,267 @@
+"""The bridge's HTTP contract: auth, validation, dedupe, payload -> Prefect event mapping."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import threading
+from pathlib import Path
+
+import pytest
+import yaml
+from prefect.events import Event
+from starlette.testclient import TestClient
+
+from infra.bridge.actions import render_actions_yaml
+from infra.bridge.app import BridgeConfig, create_app
+from infra.bridge.gate import GateResult
+from infra.bridge.models import LakeFSHookEvent
+from lakeloop.events import (
+    LABELS_READY,
+    LAKEFS_COMMIT_CREATED,
+    LAKEFS_MERGE_COMPLETED,
+    EmitError,
+    commit_event_id,
+)
+from lakeloop.state import Ledger, commit_key
+
+SECRET = "s3cret-token"
+AUTH = {"X-Lakeloop-Token": SECRET}
+
+
+def post_commit(commit_id: str = "c0ffee01", **over: object) -> dict[str, object]:
+    body: dict[str, object] = {
+        "event_type": "post-commit", "event_time": "2026-07-23T14:44:31Z", "action_name": "lakeloop",
+        "hook_id": "lakeloop_relay", "repository_id": "churn", "branch_id": "ingest-1",
+        "source_ref": commit_id, "commit_id": commit_id, "commit_message": "ingest batch 1",
+        "committer": "admin", "commit_metadata": {"rows": "100"},
+    }
+    body.update(over)
+    return body
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+        self.fail = False
+
+    def __call__(self, event: Event) -> None:
+        if self.fail:
+            raise EmitError("server down")
+        self.events.append(event)
+
+
+@pytest.fixture
+def ledger(tmp_path: Path) -> Ledger:
+    return Ledger(tmp_path / "ledger.sqlite3")
+
+
+@pytest.fixture
+def rec() -> Recorder:
+    return Recorder()
+
+
+def client(ledger: Ledger, rec: Recorder, gate=None) -> TestClient:  # type: ignore[no-untyped-def]
+    return TestClient(create_app(BridgeConfig(secret=SECRET, ledger=ledger, emitter=rec, gate=gate)))
+
+
+# ---- authentication ----------------------------------------------------------------------------
+def test_rejects_missing_or_wrong_token(ledger: Ledger, rec: Recorder) -> None:
+    c = client(ledger, rec)
+    assert c.post("/lakefs/events", json=post_commit()).status_code == 401
+    assert c.post("/lakefs/events", json=post_commit(), headers={"X-Lakeloop-Token": "nope"}).status_code == 401
+    assert c.post("/label-studio/events", json={"action": "ANNOTATION_CREATED"}).status_code == 401
+    assert c.post("/lakefs/pre-merge", json=post_commit()).status_code == 401
+    assert rec.events == []
+
+
+def test_accepts_hmac_signature(ledger: Ledger, rec: Recorder) -> None:
+    c = client(ledger, rec)
+    body = json.dumps(post_commit()).encode()
+    good = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+    bad = "sha256=" + hmac.new(b"other", body, hashlib.sha256).hexdigest()
+    hdr = {"content-type": "application/json"}
+    assert c.post("/lakefs/events", content=body, headers={**hdr, "X-Lakeloop-Signature": bad}).status_code == 401
+    r = c.post("/lakefs/events", content=body, headers={**hdr, "X-Lakeloop-Signature": good})
+    assert r.status_code == 200, r.text
+    assert len(rec.events) == 1
+
+
+# ---- validation --------------------------------------------------------------------------------
+@pytest.mark.parametrize("body, needle", [
+    (b"{not json", "not JSON"),
+    (json.dumps({k: v for k, v in post_commit().items() if k != "repository_id"}).encode(), "repository_id"),
+    (json.dumps(post_commit(event_time="yesterday")).encode(), "event_time"),
+    (json.dumps(post_commit(commit_metadata="rows=1")).encode(), "commit_metadata"),
+    (json.dumps({k: v for k, v in post_commit().items() if k != "commit_id"}).encode(), "commit_id"),
+])
+def test_malformed_is_400_and_emits_nothing(ledger: Ledger, rec: Recorder, body: bytes, needle: str) -> None:
+    r = client(ledger, rec).post("/lakefs/events", content=body, headers={**AUTH, "content-type": "application/json"})
+    assert r.status_code == 400
+    assert needle in r.json()["error"]
+    assert rec.events == []
+    assert ledger.done() == []
+
+
+# ---- mapping -----------------------------------------------------------------------------------
+def test_post_commit_maps_to_commit_created(ledger: Ledger, rec: Recorder) -> None:
+    r = client(ledger, rec).post("/lakefs/events", json=post_commit("abc123"), headers=AUTH)
+    assert r.status_code == 200 and r.json()["status"] == "emitted"
+    (ev,) = rec.events
+    assert ev.event == LAKEFS_COMMIT_CREATED
+    assert ev.resource.id == "lakefs.repo.churn.branch.ingest-1"
+    assert ev.resource["lakefs.commit"] == "abc123"
+    assert ev.id == commit_event_id(LAKEFS_COMMIT_CREATED, "churn", "abc123")
+    p = ev.payload
+    assert (p["repository"], p["branch"], p["commit_id"]) == ("churn", "ingest-1", "abc123")
+    assert p["message"] == "ingest batch 1" and p["metadata"] == {"rows": "100"}
+    assert p["lakefs_event"] == "post-commit" and p["delivered_by"] == "bridge"
+    assert ledger.is_settled(commit_key("churn", "abc123"))
+
+
+def test_post_merge_maps_to_merge_completed(ledger: Ledger, rec: Recorder) -> None:
+    body = post_commit("m1", event_type="post-merge", branch_id="main", merge_source="ingest-1",
+                       commit_metadata={".lakefs.merge.strategy": "default"})
+    r = client(ledger, rec).post("/lakefs/events", json=body, headers=AUTH)
+    assert r.status_code == 200
+    (ev,) = rec.events
+    assert ev.event == LAKEFS_MERGE_COMPLETED
+    assert ev.resource.id == "lakefs.repo.churn.branch.main"
+    assert ev.payload["merge_source"] == "ingest-1" and ev.payload["branch"] == "main"
+
+
+def test_other_lakefs_events_are_ignored_not_emitted(ledger: Ledger, rec: Recorder) -> None:
+    body = post_commit(event_type="pre-merge", branch_id="main")
+    r = client(ledger, rec).post("/lakefs/events", json=body, headers=AUTH)
+    assert r.status_code == 200 and r.json()["status"] == "ignored"
+    assert rec.events == []
+
+
+def test_actions_commit_is_skipped(ledger: Ledger, rec: Recorder) -> None:
+    body = post_commit("act1", commit_metadata={"lakeloop.kind": "actions"})
+    r = client(ledger, rec).post("/lakefs/events", json=body, headers=AUTH)
+    assert r.json()["status"] == "skipped"
+    assert rec.events == []
+    d = ledger.get(commit_key("churn", "act1"))
+    assert d is not None and d.state == "skipped"
+
+
+# ---- dedupe and failure --------------------------------------------------------------------------
+def test_duplicate_delivery_emits_once_even_across_restarts(tmp_path: Path, rec: Recorder) -> None:
+    path = tmp_path / "ledger.sqlite3"
+    c1 = client(Ledger(path), rec)
+    assert c1.post("/lakefs/events", json=post_commit("dup1"), headers=AUTH).json()["status"] == "emitted"
+    assert c1.post("/lakefs/events", json=post_commit("dup1"), headers=AUTH).json()["status"] == "duplicate"
+    c2 = client(Ledger(path), rec)  # a restarted bridge reads the same ledger file
+    assert c2.post("/lakefs/events", json=post_commit("dup1"), headers=AUTH).json()["status"] == "duplicate"
+    assert [e.payload["commit_id"] for e in rec.events] == ["dup1"]
+
+
+def test_concurrent_deliveries_emit_once(ledger: Ledger, rec: Recorder) -> None:
+    c = client(ledger, rec)
+    statuses: list[str] = []
+
+    def hit() -> None:
+        statuses.append(c.post("/lakefs/events", json=post_commit("race"), headers=AUTH).json()["status"])
+
+    threads = [threading.Thread(target=hit) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(statuses) == ["duplicate"] * 7 + ["emitted"]
+    assert len(rec.events) == 1
+
+
+def test_emit_failure_is_503_and_retryable(ledger: Ledger, rec: Recorder) -> None:
+    c = client(ledger, rec)
+    rec.fail = True
+    r = c.post("/lakefs/events", json=post_commit("retry"), headers=AUTH)
+    assert r.status_code == 503 and "server down" in r.json()["error"]
+    assert not ledger.is_settled(commit_key("churn", "retry"))
+    rec.fail = False
+    assert c.post("/lakefs/events", json=post_commit("retry"), headers=AUTH).json()["status"] == "emitted"
+    assert len(rec.events) == 1
+
+
+# ---- Label Studio -----------------------------------------------------------------------------------
+def ls_body(action: str = "ANNOTATION_CREATED", ann: int = 7, updated: str = "2026-07-23T10:00:00Z") -> dict:
+    return {"action": action, "annotation": {"id": ann, "updated_at": updated, "result": []},
+            "task": {"id": 3, "data": {"customer_id": "c1"}}, "project": {"id": 12, "title": "churn review"}}
+
+
+def test_label_studio_annotation_emits_labels_ready_once_per_version(ledger: Ledger, rec: Recorder) -> None:
+    c = client(ledger, rec)
+    assert c.post("/label-studio/events", json=ls_body(), headers=AUTH).json()["status"] == "emitted"
+    assert c.post("/label-studio/events", json=ls_body(), headers=AUTH).json()["status"] == "duplicate"
+    upd = ls_body("ANNOTATION_UPDATED", updated="2026-07-23T11:00:00Z")
+    assert c.post("/label-studio/events", json=upd, headers=AUTH).json()["status"] == "emitted"
+    assert [e.event for e in rec.events] == [LABELS_READY, LABELS_READY]
+    ev = rec.events[0]
+    assert ev.resource.id == "lakeloop.label-studio.project.12"
+    assert ev.payload == {"project_id": 12, "annotation_id": 7, "task_id": 3, "action": "ANNOTATION_CREATED"}
+
+
+def test_label_studio_other_actions_ignored_and_malformed_rejected(ledger: Ledger, rec: Recorder) -> None:
+    c = client(ledger, rec)
+    assert c.post("/label-studio/events", json={"action": "PROJECT_UPDATED", "project": {"id": 1}},
+                  headers=AUTH).json()["status"] == "ignored"
+    r = c.post("/label-studio/events", json={"action": "ANNOTATION_CREATED", "project": {"id": 1}}, headers=AUTH)
+    assert r.status_code == 400
+    r = c.post("/label-studio/events", json={"annotation": {"id": 1}}, headers=AUTH)
+    assert r.status_code == 400 and "action" in r.json()["error"]
+    assert rec.events == []
+
+
+# ---- pre-merge endpoint --------------------------------------------------------------------------
+def test_pre_merge_blocks_with_gate_message(ledger: Ledger, rec: Recorder) -> None:
+    seen: list[LakeFSHookEvent] = []
+
+    def gate(ev: LakeFSHookEvent) -> GateResult:
+        seen.append(ev)
+        return GateResult(False, ["data/a.parquet"], ["data/a.parquet: failing checks: min:tenure_months (2 rows)"])
+
+    body = post_commit("src1", event_type="pre-merge", branch_id="main", merge_source="ingest-1")
+    r = client(ledger, rec, gate).post("/lakefs/pre-merge", json=body, headers=AUTH)
+    assert r.status_code == 400
+    assert "min:tenure_months" in r.json()["message"]
+    assert seen[0].branch_id == "main" and seen[0].source_ref == "src1"
+    # post events reaching the gate endpoint are not its business
+    r = client(ledger, rec, gate).post("/lakefs/pre-merge", json=post_commit(), headers=AUTH)
+    assert r.status_code == 200 and r.json()["status"] == "ignored"
+    assert rec.events == []
+
+
+# ---- actions file --------------------------------------------------------------------------------
+def test_actions_yaml_is_a_valid_lakefs_action() -> None:
+    from infra.lakefs_server.actions import parse_action
+
+    text = render_actions_yaml("http://127.0.0.1:8765/", None, token_env="LAKEFSACTION_LAKELOOP_TOKEN")
+    action = parse_action("_lakefs_actions/lakeloop.yaml", text.encode())
+    assert action.name == "lakeloop"
+    data = yaml.safe_load(text)
+    on = data.get("on", data.get(True))
+    assert set(on) == {"post-commit", "post-merge", "pre-merge"}
+    assert on["pre-merge"] == {"branches": ["main"]}
+    urls = [h["properties"]["url"] for h in data["hooks"]]
+    assert urls == ["http://127.0.0.1:8765/lakefs/events", "http://127.0.0.1:8765/lakefs/pre-merge"]
+    assert all(h["properties"]["headers"] == {"X-Lakeloop-Token": "{{ ENV.LAKEFSACTION_LAKELOOP_TOKEN }}"}
+               for h in data["hooks"])
+    with pytest.raises(ValueError, match="LAKEFSACTION_"):
+        render_actions_yaml("http://x", token_env="LAKELOOP_TOKEN")
+
+
+# ---- ledger ------------------------------------------------------------------------------------------
+def test_ledger_lease_expiry_and_order(tmp_path: Path) -> None:
+    lg = Ledger(tmp_path / "l.sqlite3", lease_seconds=0.0)
+    assert lg.claim("k1", "lakefs", "a")
+    assert lg.claim("k1", "lakefs", "b")  # a's lease expired (crashed owner): b takes over
+    lg.complete("k1")
+    assert not lg.claim("k1", "lakefs", "c")
+    lg2 = Ledger(tmp_path / "l.sqlite3")
+    assert lg2.run_once("k2", "lakefs", "x", lambda: None)
+    with pytest.raises(RuntimeError):
+        lg2.run_once("k3", "lakefs", "x", lambda: (_ for _ in ()).throw(RuntimeError("boom")))
+    assert lg2.get("k3") is None  # released for a retry
+    assert [d.key for d in lg2.done()] == ["k1", "k2"]

@@ -1,0 +1,186 @@
+"""Candidates, voting and the self-contained ensemble pyfunc."""
+
+from __future__ import annotations
+
+import mlflow
+import numpy as np
+import pandas as pd
+import polars as pl
+import pytest
+from mlflow import MlflowClient
+
+from lakeloop.spec import DatasetSpec
+from tasks.candidates import (
+    CandidateSet,
+    Member,
+    auc_score,
+    make_folds,
+    predict_proba,
+)
+from tasks.candidates import MemberConfig as Cfg
+from tasks.ensemble import (
+    log_ensemble,
+    model_input,
+    rt_model_frame,
+    rt_numeric_matrix,
+    select_members,
+    vote,
+)
+from tasks.features import model_frame, numeric_matrix
+from tasks.synth import synth_batch
+
+
+# ---- unit ------------------------------------------------------------------------------
+def test_runtime_encoding_matches_tasks_features(churn_spec: DatasetSpec) -> None:
+    """The pyfunc's embedded pandas encoding equals tasks.features, also on messy rows."""
+    df = synth_batch(600, seed=3, invalid_rate=0.2).data  # unknown categories, nulls, out-of-range values
+    spec_dict = churn_spec.model_dump(mode="json")
+    feats = churn_spec.model_features
+    for pdf in (df.to_pandas(), model_input(df.drop("churn"), _sig(churn_spec))):
+        got = rt_model_frame(pdf, spec_dict, feats)
+        want = model_frame(df, churn_spec)
+        assert list(got.columns) == list(want.columns)
+        for c in want.columns:
+            if isinstance(want[c].dtype, pd.CategoricalDtype):
+                assert list(got[c].cat.categories) == list(want[c].cat.categories)
+                np.testing.assert_array_equal(got[c].cat.codes.to_numpy(), want[c].cat.codes.to_numpy())
+            else:
+                np.testing.assert_array_equal(got[c].to_numpy(), want[c].to_numpy())
+        np.testing.assert_array_equal(rt_numeric_matrix(pdf, spec_dict, feats), numeric_matrix(df, churn_spec))
+    assert (model_frame(df, churn_spec)["contract"].isna()).any(), "fixture should contain unknown categories"
+
+
+def _sig(spec: DatasetSpec):  # type: ignore[no-untyped-def]
+    from tasks.ensemble import model_signature
+
+    return model_signature(spec)
+
+
+def test_vote_modes() -> None:
+    a = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]])
+    b = np.array([[0.7, 0.3], [0.4, 0.6], [0.2, 0.8]])
+    c = np.array([[0.8, 0.2], [0.9, 0.1], [0.3, 0.7]])
+    labels, p = vote([a, b, c], [1, 1, 1], "soft", 0.5)
+    np.testing.assert_allclose(p[:, 1], [0.2, 0.5, 0.6333333], atol=1e-6)
+    assert labels.tolist() == [0, 1, 1]
+    labels, p = vote([a, b, c], [0.0, 0.0, 1.0], "weighted", 0.5)
+    np.testing.assert_allclose(p, c)
+    labels, p = vote([a, b, c], [1, 1, 1], "hard", 0.5)
+    assert labels.tolist() == [0, 1, 1]  # votes: row 1 -> a,b yes / c no; row 2 -> b,c yes
+    np.testing.assert_allclose(p[:, 1], [0.0, 2 / 3, 2 / 3])
+    labels, _ = vote([a, b], [1, 1], "hard", 0.5)  # row 2: a no, b yes -> tie -> soft 0.6 >= 0.5
+    assert labels.tolist() == [0, 1, 1]
+    with pytest.raises(ValueError, match="weights"):
+        vote([a, b], [1.0, -1.0], "weighted", 0.5)
+    with pytest.raises(ValueError, match="voting"):
+        vote([a], [1.0], "median", 0.5)
+
+
+def _member(name: str, oof: np.ndarray, y: np.ndarray) -> Member:
+    proba = np.column_stack([1 - oof, oof])
+    return Member(name=name, kind="logreg", params={}, features=[], oof=proba, cv_auc=auc_score(y, proba),
+                  model=None)
+
+
+def test_select_members_combines_complementary_members() -> None:
+    """Two members that each see half of the signal: the weighted vote must use both and beat either."""
+    rng = np.random.default_rng(0)
+    n = 4000
+    x1, x2 = rng.normal(size=n), rng.normal(size=n)
+    y = (x1 + x2 + rng.normal(scale=0.5, size=n) > 0).astype(np.int64)
+    sig = lambda z: 1 / (1 + np.exp(-z))  # noqa: E731
+    members = [_member("half1", sig(x1), y), _member("half2", sig(x2), y),
+               _member("noise", rng.random(n), y)]
+    plan = select_members(members, y, "weighted", 0.5, make_folds(y, 4, 0))
+    assert set(plan.names) >= {"half1", "half2"}
+    assert "noise" not in plan.names
+    assert plan.cv_auc > plan.best_member_auc + 0.05
+    assert plan.nested_cv_auc > plan.best_member_auc + 0.05
+    soft = select_members(members, y, "soft", 0.5)
+    assert soft.names == ["half1", "half2"] or soft.names == ["half2", "half1"]
+
+
+# ---- integration -----------------------------------------------------------------------
+@pytest.mark.integration
+def test_candidates_share_folds_and_ensemble_beats_best_member(
+    mlflow_uri: str, churn_candidates: CandidateSet
+) -> None:
+    cs = churn_candidates
+    kinds = {m.kind for m in cs.members}
+    assert kinds == {"xgboost", "logreg"}
+    assert len(cs.members) >= 5
+    assert len({m.name for m in cs.members}) == len(cs.members)
+    assert any(len(m.features) < len(cs.spec.model_features) for m in cs.members)  # a feature-subset member
+    for m in cs.members:
+        assert m.oof.shape == (len(cs.y), 2)
+        assert 0.7 < m.cv_auc < 0.95, (m.name, m.cv_auc)
+        np.testing.assert_allclose(m.oof.sum(axis=1), 1.0, atol=1e-6)
+    # OOF really is out-of-fold: a member's OOF AUC is clearly below its in-sample AUC on the same rows
+    xgb = cs.member("xgb_tuned")
+    cfg = Cfg(xgb.name, xgb.kind, xgb.params, tuple(xgb.features))
+    in_sample = auc_score(cs.y, predict_proba(cfg, xgb.model, cs.frame, cs.spec, 2))
+    assert in_sample > xgb.cv_auc + 0.01
+
+    plan = select_members(cs.members, cs.y, "weighted", cs.spec.business_threshold, cs.folds)
+    print(f"\nmembers: { {m.name: round(m.cv_auc, 4) for m in cs.members} }")
+    print(f"weighted vote {plan.names} w={np.round(plan.weights, 3).tolist()} cv_auc={plan.cv_auc:.4f} "
+          f"nested={plan.nested_cv_auc:.4f} best={plan.best_member} {plan.best_member_auc:.4f}")
+    assert plan.cv_auc >= plan.best_member_auc
+    # the selection is not an artefact of fitting weights on the OOF rows themselves
+    assert plan.nested_cv_auc >= plan.best_member_auc - 0.005
+
+    # MLflow: one parent run with the lineage, every member and the search nested under it
+    client = MlflowClient()
+    parent = client.get_run(cs.parent_run_id)
+    lin = cs.lineage.tags()
+    assert {k: parent.data.tags.get(k) for k in lin} == lin
+    children = client.search_runs([parent.info.experiment_id],
+                                  filter_string=f"tags.mlflow.parentRunId = '{cs.parent_run_id}'")
+    names = sorted(r.info.run_name for r in children)
+    assert names == sorted([m.name for m in cs.members] + ["optuna-xgboost"])
+    for r in children:
+        assert r.data.tags["lakefs.commit_id"] == cs.lineage.commit_id
+    assert parent.data.metrics[f"member.{xgb.name}.cv_auc"] == pytest.approx(xgb.cv_auc)
+
+
+@pytest.mark.integration
+def test_pyfunc_roundtrip_matches_members(mlflow_uri: str, churn_candidates: CandidateSet,
+                                          churn_eval: pl.DataFrame, model_name: str) -> None:
+    cs = churn_candidates
+    run_id, uri, version = log_ensemble(cs, name=model_name)
+    client = MlflowClient()
+    assert client.get_model_version_by_alias(model_name, "challenger").version == version
+    mv = client.get_model_version(model_name, version)
+    assert mv.tags["lakefs.commit_id"] == cs.lineage.commit_id
+    assert mv.tags["lakeloop.spec_hash"] == cs.spec.spec_hash()
+    assert mv.description
+    assert mv.run_id == run_id == cs.parent_run_id
+
+    model = mlflow.pyfunc.load_model(uri)
+    inner = model.unwrap_python_model()
+    entries = inner.manifest["members"]
+    assert len({e["artifact"] for e in entries}) == len(entries)
+    pred = model.predict(model_input(churn_eval, model.metadata.signature))
+    assert list(pred.columns) == ["label", "probability"]
+    assert len(pred) == churn_eval.height
+    p = pred["probability"].to_numpy()
+    assert ((p >= 0) & (p <= 1)).all()
+    thr = cs.spec.business_threshold
+    assert (pred["label"].to_numpy() == np.where(p >= thr, "yes", "no")).all()
+
+    # the packaged members are the trained ones: recompute the weighted vote from the in-memory models
+    probas = []
+    for e in entries:
+        m = cs.member(e["name"])
+        probas.append(predict_proba(Cfg(m.name, m.kind, m.params, tuple(m.features)), m.model, churn_eval,
+                                    cs.spec, 2))
+    _, want = vote(probas, [e["weight"] for e in entries], "weighted", thr)
+    np.testing.assert_allclose(p, want[:, 1], atol=1e-6)
+
+    # voting can be switched per call through the signature's params
+    hard = model.predict(model_input(churn_eval.head(200), model.metadata.signature), params={"voting": "hard"})
+    k = len(entries)
+    assert set(np.round(hard["probability"].to_numpy() * k).astype(int)) <= set(range(k + 1))
+    y = (churn_eval.get_column("churn") == "yes").to_numpy()
+    auc = auc_score(y.astype(int), np.column_stack([1 - p, p]))
+    assert auc > 0.75, auc

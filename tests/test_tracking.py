@@ -1,0 +1,99 @@
+"""The MLflow adapter against a real tracking server: log, register, find lineage both ways, load back."""
+
+from __future__ import annotations
+
+import mlflow
+import numpy as np
+import polars as pl
+import pytest
+
+from lakeloop.settings import MLflowSettings, TrainSettings
+from lakeloop.spec import DatasetSpec
+from tasks.drift import detect_drift
+from tasks.features import model_frame
+from tasks.profiling import from_bytes, profile_frame, profile_rows, to_bytes
+from tasks.synth import synth_batch
+from tasks.tracking import (
+    Lineage,
+    find_versions_for_commit,
+    latest_training_reference,
+    load_oof,
+    log_training,
+    oof_frame,
+    version_lineage,
+)
+from tasks.train import train_xgb
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def trained(churn_spec: DatasetSpec):  # type: ignore[no-untyped-def]
+    data = synth_batch(1500, seed=11).data
+    result = train_xgb(data, churn_spec, TrainSettings(folds=3, n_estimators=60, early_stopping_rounds=10))
+    return data, result
+
+
+@pytest.fixture(scope="module")
+def churn_spec() -> DatasetSpec:
+    from lakeloop.settings import ROOT
+
+    return DatasetSpec.from_yaml(ROOT / "examples" / "churn" / "spec.yaml")
+
+
+def test_log_register_and_lineage_both_ways(mlflow_server: str, trained, churn_spec: DatasetSpec) -> None:  # type: ignore[no-untyped-def]
+    data, result = trained
+    settings = MLflowSettings(tracking_uri=mlflow_server, experiment="test-tracking", model_name="tracking-churn")
+    name = settings.model_name
+    view = profile_frame(data, churn_spec)
+    drift = detect_drift(view, view, churn_spec)
+    commits = ["c0ffee" * 10 + "0001", "c0ffee" * 10 + "0002"]
+    records = []
+    for commit in commits:
+        lineage = Lineage(repository="churn", branch="main", commit_id=commit, spec_hash=churn_spec.spec_hash())
+        records.append(log_training(result, spec=churn_spec, lineage=lineage, profile_view_bytes=to_bytes(view),
+                                    drift_report=drift, reason="test", registered_name=name,
+                                    oof=oof_frame(result, data, churn_spec), settings=settings))
+    assert [r.version for r in records] == ["1", "2"]
+    rec = records[1]
+
+    client = mlflow.MlflowClient(tracking_uri=mlflow_server)
+    mv = client.get_model_version(name, rec.version)
+    assert mv.tags["lakefs.repository"] == "churn"
+    assert mv.tags["lakefs.branch"] == "main"
+    assert mv.tags["lakefs.commit_id"] == commits[1]
+    assert mv.tags["lakeloop.spec_hash"] == churn_spec.spec_hash()
+    run = client.get_run(rec.run_id)
+    assert run.data.tags["lakefs.commit_id"] == commits[1]
+    assert run.data.tags["lakeloop.trigger"] == "test"
+    assert run.data.tags["lakeloop.code_version"]
+    assert run.data.metrics["roc_auc"] == pytest.approx(result.metrics["roc_auc"])
+
+    # commit -> models, model -> commit
+    assert find_versions_for_commit(commits[0], settings) == [(name, "1", records[0].run_id)]
+    assert find_versions_for_commit(commits[1], settings) == [(name, "2", rec.run_id)]
+    assert find_versions_for_commit("f" * 64, settings) == []
+    lin = version_lineage(name, "1", settings)
+    assert lin.commit_id == commits[0] and lin.repository == "churn"
+
+    # reference for drift: latest version, then the champion alias wins
+    ref = latest_training_reference(name, settings)
+    assert ref is not None and ref.run_id == rec.run_id and ref.commit_id == commits[1]
+    assert profile_rows(from_bytes(ref.profile)) == data.height
+    client.set_registered_model_alias(name, "champion", "1")
+    ref1 = latest_training_reference(name, settings)
+    assert ref1 is not None and ref1.commit_id == commits[0] and ref1.version == "1"
+    assert latest_training_reference("no-such-model", settings) is None
+
+    oof = load_oof(rec.run_id, settings)
+    assert oof.height == data.height
+    np.testing.assert_allclose(oof["proba_yes"].to_numpy(), result.oof_proba[:, 1])
+
+    # the registered model loads back through pyfunc and predicts like the trained one
+    model = mlflow.pyfunc.load_model(rec.model_uri)
+    X = model_frame(data.head(50), churn_spec)
+    pred = np.asarray(model.predict(X))
+    np.testing.assert_array_equal(pred.ravel(), result.model.predict(X))
+    booster = mlflow.xgboost.load_model(rec.model_uri)
+    np.testing.assert_allclose(booster.predict_proba(X), result.model.predict_proba(X), rtol=1e-6)
+    assert isinstance(pl.DataFrame(oof), pl.DataFrame)
