@@ -63,7 +63,7 @@ def churn_batches(rows: int = 5000, label_noise: float = 0.08) -> list[DemoBatch
 
 def user_batches(data: Path, spec: DatasetSpec, n: int) -> list[DemoBatch]:
     """Split the user's file into `n` batches (in time order when the spec has a time column)."""
-    df = pl.read_csv(data, infer_schema_length=10_000) if data.suffix == ".csv" else pl.read_parquet(data)
+    df = pl.read_csv(data, infer_schema=False) if data.suffix == ".csv" else pl.read_parquet(data)
     if spec.time_column and spec.time_column in df.columns:
         df = df.sort(spec.time_column)
     size = -(-df.height // n)

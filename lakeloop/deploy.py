@@ -129,8 +129,14 @@ def deploy_all(
     output = proc.stdout + proc.stderr
     if proc.returncode != 0:
         raise DeployError(f"deploying {pfile} failed (exit {proc.returncode}):\n{output[-4000:]}")
-    last = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else "{}"
-    names = json.loads(last).get("deployments", [])
+    try:
+        names: list[str] = json.loads(proc.stdout.strip().splitlines()[-1])["deployments"]
+    except (IndexError, ValueError, KeyError) as e:
+        raise DeployError(f"deploying {pfile}: no result from the deploy process:\n{output[-4000:]}") from e
+    wanted = {d["name"] for d in load_deployments(pfile, env)}
+    missing = wanted - {n.split("/", 1)[1] for n in names}
+    if missing:
+        raise DeployError(f"deploying {pfile}: deployments {sorted(missing)} not found afterwards")
     return DeployResult(deployments=names, output=output)
 
 

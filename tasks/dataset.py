@@ -8,6 +8,7 @@ over it (last correction per id wins).
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass, field
 
 import polars as pl
@@ -117,3 +118,19 @@ def training_set(lake: Lake, spec: DatasetSpec, ref: str) -> tuple[pl.DataFrame,
 
         data = overlay_corrections(data, corrections, spec)
     return data, checks
+
+
+def holdout_mask(ids: pl.Series, share: float = 0.1) -> pl.Series:
+    """Rows kept out of every training run, by a stable hash of the id.
+
+    The champion/challenger gate scores both models on these rows, so neither has
+    seen them; a row stays in (or out of) the holdout for its whole life.
+    """
+    buckets = int(round(share * 1000))
+    return pl.Series([zlib.crc32(str(i).encode()) % 1000 < buckets for i in ids.to_list()], dtype=pl.Boolean)
+
+
+def split_holdout(df: pl.DataFrame, spec: DatasetSpec, share: float = 0.1) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(training rows, holdout rows) of a training set."""
+    mask = holdout_mask(df.get_column(spec.id_column), share)
+    return df.filter(~mask), df.filter(mask)

@@ -67,6 +67,7 @@ def _rt_categorical(s: pd.Series, categories: list[str]) -> pd.Categorical:
         s = s.astype(object)
     elif not (pd.api.types.is_object_dtype(s.dtype) or pd.api.types.is_string_dtype(s.dtype)):
         s = s.astype(object).where(s.isna(), s.astype(str))
+    s = s.where(s.isin(categories))  # explicit: pandas is deprecating silent NaN for unknown values
     return pd.Categorical(s, categories=categories)
 
 
@@ -481,15 +482,12 @@ def log_ensemble(
             finally:
                 cloudpickle.unregister_pickle_by_value(module)
             run_id = run.info.run_id
-    try:
-        client.create_registered_model(name)
-    except mlflow.exceptions.MlflowException as e:
-        if "RESOURCE_ALREADY_EXISTS" not in str(e.error_code):
-            raise
-    mv = client.create_model_version(name=name, source=info.model_uri, run_id=run_id, tags={
+    mv = mlflow.register_model(info.model_uri, name, tags={
         **tags, "ensemble.cv_auc": f"{plan.cv_auc:.6f}", "ensemble.best_member_auc": f"{plan.best_member_auc:.6f}",
-    }, description=desc)
+        "ensemble.nested_cv_auc": f"{plan.nested_cv_auc:.6f}",
+    }, await_registration_for=0)
     _wait_ready(client, name, mv.version)
+    client.update_model_version(name, mv.version, description=desc)
     client.set_registered_model_alias(name, "challenger", mv.version)
     return run_id, f"models:/{name}/{mv.version}", str(mv.version)
 

@@ -50,15 +50,15 @@ class IssueWeights(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     # extra weight on P(label wrong) when cleanlab flags the row: its flag accounts for class noise rates
-    flagged_bonus: float = Field(0.5, ge=0)
+    flagged_bonus: float = Field(default=0.5, ge=0)
     # weight of member disagreement (normalised std of member probabilities, 0..1)
-    disagreement: float = Field(0.25, ge=0)
+    disagreement: float = Field(default=0.25, ge=0)
     # weight of closeness to the decision threshold (0..1)
-    ambiguity: float = Field(0.1, ge=0)
+    ambiguity: float = Field(default=0.1, ge=0)
     # |p_positive - threshold| under this counts as ambiguous (multi-class: top-2 margin under it)
-    ambiguity_band: float = Field(0.1, gt=0, lt=1)
+    ambiguity_band: float = Field(default=0.1, gt=0, lt=1)
     # normalised member disagreement above this counts as `members_disagree`
-    disagreement_min: float = Field(0.3, gt=0, le=1)
+    disagreement_min: float = Field(default=0.3, gt=0, le=1)
 
 
 class LabelIssue(BaseModel):

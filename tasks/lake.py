@@ -139,7 +139,7 @@ class Lake:
         data = self.read_bytes(ref, path)
         try:
             if path.endswith(".csv"):
-                return pl.read_csv(io.BytesIO(data), infer_schema_length=10_000)
+                return pl.read_csv(io.BytesIO(data), infer_schema=False)  # validation parses text
             return pl.read_parquet(io.BytesIO(data))
         except Exception as e:  # polars raises several unrelated types for unreadable files
             raise LakeError(

@@ -159,7 +159,7 @@ def synth_batch(
     tenure = np.clip(np.floor(rng.exponential(tenure_mean)), 0, 120).astype(np.int64)
 
     base_charge = np.array([55.0, 85.0, 22.0])[internet]
-    monthly = base_charge + rng.normal(0, 12, n) + 10.0 * dependents + 12.0 * d
+    monthly = base_charge + rng.normal(0, 1, n) * np.array([12.0, 15.0, 4.0])[internet] + 10.0 * dependents + 12.0 * d
     monthly = np.round(np.clip(monthly, 15.0, 250.0), 2)
     # Tenure 0 = first month, partly billed; otherwise ~tenure bills of roughly this month's price.
     first_month = rng.uniform(0.0, 1.0, n) * monthly

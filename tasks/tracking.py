@@ -19,12 +19,12 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import mlflow
-import mlflow.xgboost
+import mlflow.pyfunc
 import numpy as np
 import polars as pl
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
-from mlflow.models import infer_signature
+from mlflow.pyfunc import PythonModel
 from pydantic import BaseModel
 
 from lakeloop.settings import ROOT, MLflowSettings, get_settings
@@ -42,6 +42,7 @@ TAG_SPEC_HASH = "lakeloop.spec_hash"
 TAG_CODE_VERSION = "lakeloop.code_version"
 TAG_TRIGGER = "lakeloop.trigger"
 
+MODEL_ARTIFACT_PATH = "model"
 PROFILE_ARTIFACT = "profile/profile.bin"
 OOF_ARTIFACT = "oof/oof.parquet"
 CHAMPION = "champion"
@@ -76,6 +77,108 @@ class TrainingReference(NamedTuple):
 
 class TrackingError(RuntimeError):
     pass
+
+
+class XGBSpecModel(PythonModel):  # type: ignore[misc]
+    """pyfunc over one XGBoost classifier that takes the spec's raw features.
+
+    Why not the plain `mlflow.xgboost` flavor: its pyfunc enforces the signature, and MLflow
+    schemas have no categorical type, so categoricals arrive as strings and XGBoost (trained on
+    pandas `category` columns) rejects them. This wrapper re-applies the spec's fixed category
+    lists (the same encoding as `tasks.features.model_frame`) and returns the same columns as
+    the ensemble pyfunc: `label`, `probability` (positive class) and, for multiclass,
+    `probability_<class>`. The XGBoost model itself is the `xgb_model` artifact (.ubj).
+    """
+
+    def load_context(self, context: Any) -> None:
+        from xgboost import XGBClassifier
+
+        with open(context.artifacts["spec"]) as fh:
+            self.spec: dict[str, Any] = json.load(fh)
+        with open(context.artifacts["meta"]) as fh:
+            self.meta: dict[str, Any] = json.load(fh)
+        self.model = XGBClassifier()
+        self.model.load_model(context.artifacts["xgb_model"])
+        self.model.set_params(n_jobs=1)
+
+    def predict(self, context: Any, model_input, params: dict[str, Any] | None = None) -> Any:  # type: ignore[no-untyped-def]
+        import pandas as pd
+
+        frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
+        frame = frame.reset_index(drop=True)
+        features = {f["name"]: f for f in self.spec["features"]}
+        cols: dict[str, Any] = {}
+        for name in self.meta["features"]:
+            f = features[name]
+            if name not in frame.columns:
+                raise ValueError(f"model input is missing feature column {name!r}")
+            if f["type"] == "categorical":
+                values = frame[name].astype(object).where(frame[name].notna(), None)
+                cols[name] = pd.Categorical(values, categories=f["categories"])
+            else:
+                cols[name] = pd.to_numeric(frame[name], errors="raise").astype("float64")
+        proba = np.asarray(self.model.predict_proba(pd.DataFrame(cols)), dtype="float64")
+        classes: list[str] = self.meta["class_names"]
+        positive = classes.index(self.meta["positive"])
+        if len(classes) == 2:
+            labels = np.where(proba[:, positive] >= self.meta["threshold"], positive, 1 - positive)
+        else:
+            labels = proba.argmax(axis=1)
+        out = pd.DataFrame({"label": np.asarray(classes, dtype=object)[labels],
+                            "probability": proba[:, positive]})
+        if len(classes) > 2:
+            for i, c in enumerate(classes):
+                out[f"probability_{c}"] = proba[:, i]
+        return out
+
+
+def model_signature(spec: DatasetSpec) -> Any:
+    """Raw spec features in, `label` + `probability` out (same contract as the ensemble pyfunc)."""
+    from mlflow.models.signature import ModelSignature
+    from mlflow.types.schema import ColSpec, Schema
+
+    from lakeloop.spec import FeatureType
+
+    cols: list[Any] = []
+    for name in spec.model_features:
+        f = spec.feature(name)
+        if f.type == FeatureType.categorical:
+            t = "string"
+        elif f.type == FeatureType.boolean:
+            t = "boolean"
+        elif f.type == FeatureType.integer and not f.nullable:
+            t = "long"
+        else:
+            t = "double"
+        cols.append(ColSpec(t, name))
+    outputs: list[Any] = [ColSpec("string", "label"), ColSpec("double", "probability")]
+    if len(spec.classes) > 2:
+        outputs += [ColSpec("double", f"probability_{c}") for c in spec.classes]
+    return ModelSignature(inputs=Schema(cols), outputs=Schema(outputs))
+
+
+def raw_model_input(df: pl.DataFrame, spec: DatasetSpec) -> Any:
+    """The spec's model features as pandas with the signature's dtypes (for examples and callers)."""
+    from lakeloop.spec import FeatureType
+
+    exprs = []
+    for name in spec.model_features:
+        f = spec.feature(name)
+        if f.type == FeatureType.categorical:
+            exprs.append(pl.col(name).cast(pl.Utf8))
+        elif f.type == FeatureType.boolean:
+            exprs.append(pl.col(name).cast(pl.Boolean))
+        elif f.type == FeatureType.integer and not f.nullable:
+            exprs.append(pl.col(name).cast(pl.Int64))
+        else:
+            exprs.append(pl.col(name).cast(pl.Float64))
+    return df.select(exprs).to_pandas()
+
+
+def pip_requirements() -> list[str]:
+    from importlib.metadata import version
+
+    return [f"{pkg}=={version(pkg)}" for pkg in ("mlflow", "xgboost", "pandas", "numpy", "scikit-learn")]
 
 
 def client(settings: MLflowSettings | None = None) -> MlflowClient:
@@ -141,6 +244,7 @@ def log_training(
     reason: str,
     registered_name: str,
     oof: pl.DataFrame | None = None,
+    example: pl.DataFrame | None = None,
     settings: MLflowSettings | None = None,
 ) -> ModelRecord:
     """Log params, metrics, model, profile, drift report (and OOF probabilities) and register a version."""
@@ -159,12 +263,7 @@ def log_training(
         for fm in result.fold_metrics:
             step = int(fm.get("fold", 0))
             mlflow.log_metrics({f"fold.{k}": float(v) for k, v in fm.items() if k != "fold"}, step=step)
-        example = result.example
-        signature = None
-        if example is not None:
-            signature = infer_signature(example, result.model.predict_proba(example))
-        info = mlflow.xgboost.log_model(result.model, name="model", signature=signature,
-                                        input_example=example, model_format="ubj")
+        info = _log_pyfunc(result, spec, example if example is not None else result.example)
         mlflow.log_dict(
             {"features": result.feature_names, "class_names": result.class_names,
              "best_iterations": result.best_iterations, "fold_metrics": result.fold_metrics,
@@ -189,6 +288,35 @@ def log_training(
                            description=f"trained on {lineage.repository}@{lineage.commit_id[:12]} ({reason})")
     return ModelRecord(name=registered_name, run_id=run_id, model_uri=f"models:/{registered_name}/{version}",
                        version=version)
+
+
+def _log_pyfunc(result: TrainResult, spec: DatasetSpec, example: pl.DataFrame | None) -> Any:
+    meta = {"features": result.feature_names, "class_names": result.class_names, "positive": spec.positive,
+            "threshold": spec.business_threshold}
+    with tempfile.TemporaryDirectory() as tmp:
+        model_path = Path(tmp) / "model.ubj"
+        result.model.save_model(str(model_path))
+        spec_path = Path(tmp) / "spec.json"
+        spec_path.write_text(json.dumps(spec.model_dump(mode="json")))
+        meta_path = Path(tmp) / "meta.json"
+        meta_path.write_text(json.dumps(meta))
+        input_example = raw_model_input(example.head(5), spec) if example is not None else None
+        return mlflow.pyfunc.log_model(
+            name=MODEL_ARTIFACT_PATH,
+            python_model=XGBSpecModel(),
+            artifacts={"xgb_model": str(model_path), "spec": str(spec_path), "meta": str(meta_path)},
+            signature=model_signature(spec),
+            input_example=input_example,
+            pip_requirements=pip_requirements(),
+        )
+
+
+def load_xgb(model_uri: str) -> Any:
+    """The XGBClassifier inside a model logged by `log_training`."""
+    model = mlflow.pyfunc.load_model(model_uri).unwrap_python_model()
+    if not isinstance(model, XGBSpecModel):
+        raise TrackingError(f"{model_uri} is not a single-XGBoost lakeloop model")
+    return model.model
 
 
 def _quote(value: str) -> str:

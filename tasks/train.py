@@ -32,7 +32,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import polars as pl
 from sklearn.metrics import average_precision_score, f1_score, log_loss, roc_auc_score
 from sklearn.model_selection import StratifiedKFold, train_test_split
@@ -63,7 +62,7 @@ class TrainResult:
     best_iterations: list[int]
     feature_names: list[str]
     fold_of_row: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
-    example: pd.DataFrame | None = None  # a few rows of model input (MLflow signature + input example)
+    example: pl.DataFrame | None = None  # a few raw training rows (spec features): the MLflow input example
 
 
 def class_names(spec: DatasetSpec) -> list[str]:
@@ -269,7 +268,7 @@ def train_xgb(
         best_iterations=best,
         feature_names=list(X.columns),
         fold_of_row=fold_of_row[inverse],
-        example=X.head(5).reset_index(drop=True),
+        example=work.head(5).select(spec.model_features),
     )
 
 

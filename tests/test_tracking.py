@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import mlflow
 import numpy as np
-import polars as pl
 import pytest
 
 from lakeloop.settings import MLflowSettings, TrainSettings
@@ -18,8 +17,10 @@ from tasks.tracking import (
     find_versions_for_commit,
     latest_training_reference,
     load_oof,
+    load_xgb,
     log_training,
     oof_frame,
+    raw_model_input,
     version_lineage,
 )
 from tasks.train import train_xgb
@@ -89,11 +90,16 @@ def test_log_register_and_lineage_both_ways(mlflow_server: str, trained, churn_s
     assert oof.height == data.height
     np.testing.assert_allclose(oof["proba_yes"].to_numpy(), result.oof_proba[:, 1])
 
-    # the registered model loads back through pyfunc and predicts like the trained one
+    # the registered model loads back through pyfunc (raw spec features in) and predicts like the trained one
     model = mlflow.pyfunc.load_model(rec.model_uri)
-    X = model_frame(data.head(50), churn_spec)
-    pred = np.asarray(model.predict(X))
-    np.testing.assert_array_equal(pred.ravel(), result.model.predict(X))
-    booster = mlflow.xgboost.load_model(rec.model_uri)
-    np.testing.assert_allclose(booster.predict_proba(X), result.model.predict_proba(X), rtol=1e-6)
-    assert isinstance(pl.DataFrame(oof), pl.DataFrame)
+    rows = data.head(50)
+    pred = model.predict(raw_model_input(rows, churn_spec))
+    expected = result.model.predict_proba(model_frame(rows, churn_spec))[:, 1]
+    np.testing.assert_allclose(pred["probability"].to_numpy(), expected, rtol=1e-6)
+    want = np.where(expected >= churn_spec.business_threshold, "yes", "no")
+    assert pred["label"].tolist() == want.tolist()
+    assert model.metadata.signature is not None
+    assert [c.name for c in model.metadata.signature.inputs.inputs] == churn_spec.model_features
+    xgb = load_xgb(rec.model_uri)
+    np.testing.assert_allclose(xgb.predict_proba(model_frame(rows, churn_spec)),
+                               result.model.predict_proba(model_frame(rows, churn_spec)), rtol=1e-6)

@@ -261,3 +261,44 @@ def test_quarantine_names() -> None:
     assert re.fullmatch(r"\w[-\w]*", quarantine_branch(commit))  # a name lakeFS accepts
     with pytest.raises(ValueError):
         quarantine_path("x.parquet", "")
+
+
+def test_time_parsing_mixes_fast_and_slow_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    import tasks.validate as v
+
+    monkeypatch.setattr(v, "TIME_CHUNK", 3)  # several chunks: some Arrow takes, some need the fallback
+    values = ["2026-01-01T00:00:00Z", "2026-01-01T01:00:00+01:00", None,  # aware ISO: Arrow
+              "2026-01-02", "2026-01-02 03:00:00", "2026-01-02T04:00:00",  # naive ISO: Arrow, as UTC
+              "2026-01-03T00:00:00+00:00", "2026-01-03 10:00", "garbage",  # mixed: polars formats
+              " 2026-01-04T00:00:00Z "]
+    got = v.parse_times(pl.Series("t", values)).to_list()
+    utc = [datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 1, tzinfo=UTC), None,
+           datetime(2026, 1, 2, tzinfo=UTC), datetime(2026, 1, 2, 3, tzinfo=UTC), datetime(2026, 1, 2, 4, tzinfo=UTC),
+           datetime(2026, 1, 3, tzinfo=UTC), datetime(2026, 1, 3, 10, tzinfo=UTC), None,
+           datetime(2026, 1, 4, tzinfo=UTC)]
+    assert got == utc
+
+
+def test_other_input_dtypes_are_read_as_the_spec_says() -> None:
+    base = _frame(_row(customer_id="1"), _row(customer_id="2"), _row(customer_id="3"))
+    df = base.with_columns(
+        customer_id=pl.Series([1, 2, 3], dtype=pl.UInt64),  # numeric ids become strings
+        tenure_months=pl.Series([12.0, 12.5, 7.0]),  # integral floats are integers
+        contract=pl.col("contract").cast(pl.Categorical),
+        internet_service=pl.col("internet_service").cast(pl.Enum(["dsl", "fiber", "none"])),
+        senior_citizen=pl.Series([0, 1, 2], dtype=pl.Int8),  # 0/1 are booleans, 2 is not
+        data_usage_gb=pl.Series([None, None, None], dtype=pl.Null),  # an all-null nullable column
+        event_time=pl.Series([datetime(2026, 1, 1, 3)] * 3),  # naive datetimes are UTC
+    )
+    r = validate(df, SPEC)
+    assert r.valid.schema == synth_batch(1, seed=0).data.schema
+    assert r.valid.get_column("customer_id").to_list() == ["1"]
+    assert r.valid.get_column("event_time").to_list() == [datetime(2026, 1, 1, 3, tzinfo=UTC)]
+    assert r.invalid.get_column(REASONS).to_list() == [
+        "tenure_months='12.5' not an integer", "senior_citizen='2' not a boolean"]
+
+
+def test_reserved_output_column_names_are_refused() -> None:
+    df = synth_batch(3, seed=0).data.with_columns(_reasons=pl.lit("x"))
+    with pytest.raises(SchemaError, match="reserved"):
+        validate(df, SPEC, source="s")

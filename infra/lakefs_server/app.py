@@ -514,6 +514,8 @@ class Server:
             "Last-Modified": _http_date(int(e["mtime"])),
             "Accept-Ranges": "bytes",
             "Content-Type": e["content_type"] or "application/octet-stream",
+            "Content-Disposition": "attachment",
+            "Cache-Control": "no-store, must-revalidate",
         }
         for k, v in (e.get("metadata") or {}).items():
             headers[META_PREFIX + k] = v

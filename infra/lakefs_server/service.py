@@ -246,7 +246,7 @@ class LakeFS:
             raise ApiError(400, f"branch name {default_branch!r}: invalid value")
         with self.store.write() as conn:
             if conn.execute("SELECT 1 FROM repos WHERE id=?", (name,)).fetchone():
-                raise ApiError(409, "repository already exists")
+                raise ApiError(409, "error creating repository: not unique")
             ns = namespace.rstrip("/")
             if conn.execute("SELECT 1 FROM namespaces WHERE ns=?", (ns,)).fetchone():
                 raise ApiError(400, f"failed to create repository: storage namespace already in use: {namespace}")
@@ -304,14 +304,14 @@ class LakeFS:
             with self.store.read() as conn:
                 self._repo(conn, repo)
                 if conn.execute("SELECT 1 FROM branches WHERE repo=? AND name=?", (repo, name)).fetchone():
-                    raise ApiError(409, f"branch {name}: already exists")
+                    raise ApiError(409, "branch already exists: not unique")
                 cid = refs.resolve(conn, repo, source).commit_id
                 tree = self._tree(conn, repo, cid)
             ev = Event("pre-create-branch", repo, branch_id=name, source_ref=source, commit_id=cid)
             self._pre(tree, ev)
             with self.store.write() as conn:
                 if conn.execute("SELECT 1 FROM branches WHERE repo=? AND name=?", (repo, name)).fetchone():
-                    raise ApiError(409, f"branch {name}: already exists")
+                    raise ApiError(409, "branch already exists: not unique")
                 conn.execute(
                     "INSERT INTO branches (repo, name, head, hidden) VALUES (?,?,?,?)", (repo, name, cid, int(hidden))
                 )
@@ -364,7 +364,7 @@ class LakeFS:
             self._repo(conn, repo)
             cid = refs.resolve(conn, repo, ref).commit_id
             if conn.execute("SELECT 1 FROM tags WHERE repo=? AND name=?", (repo, tag)).fetchone() and not force:
-                raise ApiError(409, f"tag {tag}: already exists")
+                raise ApiError(409, "tag already exists: not unique")
             conn.execute("INSERT OR REPLACE INTO tags (repo, name, commit_id) VALUES (?,?,?)", (repo, tag, cid))
         return Ref(id=tag, commit_id=cid).dump()
 
@@ -538,7 +538,7 @@ class LakeFS:
             tree = self._overlay(head_tree, staging)
             tid = self.store.tree_id(tree)
             if tid == self.store.tree_id(head_tree) and not allow_empty:
-                raise ApiError(400, "commit: no changes")
+                raise ApiError(400, "no changes")
             ev = Event(
                 "pre-commit",
                 repo,
@@ -729,7 +729,7 @@ class LakeFS:
                 src_tree = self._tree(conn, repo, src)
                 outcome = mergelib.three_way(base_tree, src_tree, dest_tree, strategy)
                 if outcome.conflicts:
-                    raise ApiError(409, f"conflict found: {', '.join(outcome.conflicts[:10])}")
+                    raise ApiError(409, "conflict found")
                 metadata = {**metadata, ".lakefs.merge.strategy": strategy or "default"}
                 message = message or f"Merge '{source}' into '{dest}'"
                 parents = [head] if squash else [head, src]

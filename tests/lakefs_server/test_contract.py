@@ -104,9 +104,10 @@ def _stringify_status_keys(node: Any) -> Any:
 
 @pytest.fixture(scope="module")
 def openapi() -> Any:
-    from openapi_core import OpenAPI
+    from openapi_core import Config, OpenAPI
 
-    spec = _stringify_status_keys(yaml.safe_load(SPEC_PATH.read_text()))
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the C loader reads the 400 KB spec 10x faster
+    spec = _stringify_status_keys(yaml.load(SPEC_PATH.read_text(), Loader=loader))
     for methods in spec["paths"].values():
         for op in methods.values():
             if isinstance(op, dict):
@@ -114,7 +115,8 @@ def openapi() -> Any:
                     rng = (resp.get("headers") or {}).get("Content-Range") if isinstance(resp, dict) else None
                     if rng is not None:
                         rng.get("schema", {}).pop("pattern", None)  # real lakeFS sends RFC 7233 `bytes a-b/size`
-    return OpenAPI.from_dict(spec)
+    # Validating the spec itself takes seconds and is the spec authors' job; we only validate traffic.
+    return OpenAPI.from_dict(spec, config=Config(spec_validator_cls=None))
 
 
 @pytest.fixture(scope="module")
@@ -187,6 +189,24 @@ def _sdk_session(endpoint: str) -> None:
     branch.delete_objects(["data/p0.parquet"])
     branch.reset_changes()
     repo.branch("ingest-1").delete()
+    # Action runs: a post-commit hook to a closed port fails and is recorded.
+    hook = (
+        "name: unreachable\non:\n  post-commit:\nhooks:\n  - id: nowhere\n    type: webhook\n"
+        "    properties:\n      url: http://127.0.0.1:1/hook\n      timeout: 1s\n"
+    )
+    main = repo.branch("main")
+    main.object("_lakefs_actions/unreachable.yaml").upload(data=hook)
+    main.commit(message="add action")
+    actions = client.sdk_client.actions_api
+    deadline = time.monotonic() + 5
+    runs = actions.list_repository_runs(repo.id).results
+    while not runs and time.monotonic() < deadline:
+        time.sleep(0.05)
+        runs = actions.list_repository_runs(repo.id).results
+    assert runs and runs[0].status == "failed"
+    actions.get_run(repo.id, runs[0].run_id)
+    hooks = actions.list_run_hooks(repo.id, runs[0].run_id).results
+    assert b"webhook request failed" in actions.get_run_hook_output(repo.id, runs[0].run_id, hooks[0].hook_run_id)
 
 
 def test_sdk_session_matches_spec(openapi: Any, recorded_server: tuple[str, Recorder]) -> None:

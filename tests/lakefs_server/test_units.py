@@ -105,3 +105,16 @@ def test_three_dot_diff_is_what_a_merge_would_bring() -> None:
     right = {"left-only": _e("0"), "right-only": _e("R"), "both": _e("R"), "same": _e("S"), "new": _e("N")}
     got = [(k, p) for k, p, _ in merge.three_dot(base, left, right)]
     assert got == [("conflict", "both"), ("removed", "gone"), ("added", "new"), ("changed", "right-only")]
+
+
+def test_credentials_come_from_args_then_env_then_are_generated(monkeypatch: pytest.MonkeyPatch) -> None:
+    from infra.lakefs_server.serve import resolve_credentials
+
+    monkeypatch.setenv("LAKEFS_ACCESS_KEY_ID", "env-key")
+    monkeypatch.setenv("LAKEFS_SECRET_ACCESS_KEY", "env-secret")
+    assert resolve_credentials("arg-key", "arg-secret") == ("arg-key", "arg-secret", False)
+    assert resolve_credentials(None, None) == ("env-key", "env-secret", False)
+    monkeypatch.delenv("LAKEFS_ACCESS_KEY_ID")
+    monkeypatch.delenv("LAKEFS_SECRET_ACCESS_KEY")
+    key, secret, generated = resolve_credentials(None, None)
+    assert generated and key.startswith("AKIA") and len(secret) >= 30

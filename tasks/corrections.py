@@ -1,0 +1,261 @@
+"""Turn the labeling team's answers into label corrections, and into a lakeFS commit.
+
+A single annotator can be wrong, so a label changes only under an agreement
+policy: `min_annotators` reviewers choosing the same class (and more than any
+other class), or one trusted reviewer. "Unsure"/skipped answers keep the row
+flagged and change no data.
+
+How corrected labels live in the lake: the data objects stay as ingested;
+each round adds `labels/corrections/<round>.parquet` (id, old/new label, who,
+when). The dataset reader overlays every corrections object at a ref (last
+correction per id wins), so any ref - including an old one - reads with exactly
+the corrections committed up to it, and a correction is reverted like any
+other commit.
+
+`AppliedLedger` records every annotation (id + its update time) once it has
+been committed, so an annotation is never applied twice and an edited
+annotation is seen again.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import polars as pl
+from pydantic import BaseModel, ConfigDict, Field
+
+from lakeloop.spec import DatasetSpec
+from tasks.labeling import UNSURE, Annotation
+from tasks.lake import Lake
+
+CORRECTIONS_PREFIX = "labels/corrections/"
+
+CORRECTIONS_SCHEMA: dict[str, pl.DataType] = {
+    "id": pl.Utf8(),
+    "old_label": pl.Utf8(),
+    "new_label": pl.Utf8(),
+    "annotators": pl.List(pl.Utf8()),
+    "annotation_ids": pl.List(pl.Int64()),
+    "task_id": pl.Int64(),
+    "first_annotated_at": pl.Datetime("us", "UTC"),
+    "last_annotated_at": pl.Datetime("us", "UTC"),
+}
+
+
+class CorrectionError(ValueError):
+    """Annotations or corrections that cannot be applied; the message names the row and annotation."""
+
+
+class AgreementPolicy(BaseModel):
+    """When does the labeling team's answer replace a label?"""
+
+    model_config = ConfigDict(extra="forbid")
+
+    min_annotators: int = Field(default=2, ge=1, description="agreeing reviewers needed for a change")
+    trusted_reviewers: list[str] = Field(default_factory=list,
+                                         description="annotators (e-mail) whose single answer suffices")
+
+
+@dataclass
+class Resolution:
+    corrections: pl.DataFrame  # CORRECTIONS_SCHEMA; rows whose label changes
+    confirmed: list[str] = field(default_factory=list)  # agreement on the current label
+    pending: list[str] = field(default_factory=list)  # not enough agreement yet
+    unsure: list[str] = field(default_factory=list)  # only unsure/skipped answers: stays flagged
+    decided: list[Annotation] = field(default_factory=list)  # annotations consumed by corrections/confirmations
+
+    @property
+    def decided_ids(self) -> list[int]:
+        return [a.annotation_id for a in self.decided]
+
+
+def empty_corrections() -> pl.DataFrame:
+    return pl.DataFrame(schema=CORRECTIONS_SCHEMA)
+
+
+def resolve(
+    annotations: Sequence[Annotation],
+    current_labels: dict[str, str],
+    policy: AgreementPolicy,
+    spec: DatasetSpec,
+    ledger: AppliedLedger | None = None,
+) -> Resolution:
+    """Group answers per row (each annotator's latest answer counts) and apply the policy.
+
+    Annotations already in `ledger` are ignored. Every annotated row must be in
+    `current_labels` (id -> current class name).
+    """
+    fresh = list(annotations) if ledger is None else ledger.unapplied(annotations)
+    by_row: dict[str, dict[int, Annotation]] = {}
+    for a in sorted(fresh, key=lambda a: (a.updated_at, a.annotation_id)):
+        if not a.unsure and a.choice not in spec.classes:
+            raise CorrectionError(f"annotation {a.annotation_id} (task {a.task_id}, row {a.row_id!r}): "
+                                  f"choice {a.choice!r} is not one of {spec.classes} or {UNSURE!r}")
+        by_row.setdefault(a.row_id, {})[a.annotator_id] = a  # latest per annotator wins
+    trusted = set(policy.trusted_reviewers)
+    rows: list[dict[str, object]] = []
+    res = Resolution(corrections=empty_corrections())
+    for row_id in sorted(by_row):
+        if row_id not in current_labels:
+            raise CorrectionError(f"annotations for row {row_id!r}, which is not in the current dataset")
+        answers = list(by_row[row_id].values())
+        decisive = [a for a in answers if not a.unsure]
+        new_label: str | None = None
+        trusted_answers = [a for a in decisive if a.annotator in trusted]
+        if trusted_answers:
+            new_label = max(trusted_answers, key=lambda a: (a.updated_at, a.annotation_id)).choice
+        elif decisive:
+            counts: dict[str, int] = {}
+            for a in decisive:
+                counts[str(a.choice)] = counts.get(str(a.choice), 0) + 1
+            ranked = sorted(counts.items(), key=lambda kv: -kv[1])
+            top, n_top = ranked[0]
+            if n_top >= policy.min_annotators and (len(ranked) == 1 or n_top > ranked[1][1]):
+                new_label = top
+        if new_label is None:
+            (res.pending if decisive else res.unsure).append(row_id)
+            continue
+        res.decided.extend(answers)
+        old = current_labels[row_id]
+        if new_label == old:
+            res.confirmed.append(row_id)
+            continue
+        agreeing = [a for a in decisive if a.choice == new_label]
+        times = [a.updated_at for a in agreeing]
+        rows.append({
+            "id": row_id, "old_label": old, "new_label": new_label,
+            "annotators": sorted({a.annotator for a in agreeing}),
+            "annotation_ids": sorted(a.annotation_id for a in agreeing),
+            "task_id": agreeing[-1].task_id,
+            "first_annotated_at": min(times), "last_annotated_at": max(times),
+        })
+    if rows:
+        res.corrections = pl.DataFrame(rows, schema=CORRECTIONS_SCHEMA)
+    return res
+
+
+def apply_corrections(df: pl.DataFrame, corrections: pl.DataFrame, spec: DatasetSpec) -> pl.DataFrame:
+    """`df` with `spec.label_column` replaced by `new_label` for corrected ids (one correction per id)."""
+    for col in ("id", "new_label"):
+        if col not in corrections.columns:
+            raise CorrectionError(f"corrections lack column {col!r}")
+    if corrections.height == 0:
+        return df
+    dup = corrections.filter(pl.col("id").is_duplicated())
+    if dup.height:
+        raise CorrectionError(f"corrections: id {dup['id'][0]!r} corrected twice; overlay_corrections picks one")
+    bad = corrections.filter(~pl.col("new_label").is_in(spec.classes))
+    if bad.height:
+        raise CorrectionError(f"corrections: id {bad['id'][0]!r} has new_label {bad['new_label'][0]!r}, "
+                              f"not one of {spec.classes}")
+    label_dtype = df.schema[spec.label_column]
+    fix = corrections.select(pl.col("id").alias("__id"), pl.col("new_label").alias("__new"))
+    out = (
+        df.with_columns(pl.col(spec.id_column).cast(pl.Utf8).alias("__id"))
+        .join(fix, on="__id", how="left", maintain_order="left")
+        .with_columns(pl.coalesce(pl.col("__new"), pl.col(spec.label_column).cast(pl.Utf8))
+                      .cast(label_dtype).alias(spec.label_column))
+        .drop("__id", "__new")
+    )
+    return out
+
+
+def latest_corrections(frames: Sequence[pl.DataFrame]) -> pl.DataFrame:
+    """One correction per id: the last one, by frame order (round order) then annotation time."""
+    if not frames:
+        return empty_corrections()
+    tagged = []
+    for k, f in enumerate(frames):
+        missing = [c for c in ("id", "new_label") if c not in f.columns]
+        if missing:
+            raise CorrectionError(f"corrections object #{k} lacks column(s) {missing}")
+        cols = [c for c in CORRECTIONS_SCHEMA if c in f.columns]
+        tagged.append(f.select(cols).with_columns(pl.lit(k).alias("__frame"), pl.int_range(f.height).alias("__row")))
+    allc = pl.concat(tagged, how="diagonal_relaxed")
+    order = ["__frame", "last_annotated_at", "__row"] if "last_annotated_at" in allc.columns \
+        else ["__frame", "__row"]
+    return allc.sort(order).unique("id", keep="last", maintain_order=True).drop("__frame", "__row")
+
+
+def overlay_corrections(df: pl.DataFrame, corrections_frames: Sequence[pl.DataFrame],
+                        spec: DatasetSpec) -> pl.DataFrame:
+    """The dataset as the labeling team corrected it: last correction per id wins."""
+    return apply_corrections(df, latest_corrections(corrections_frames), spec)
+
+
+# ---- lakeFS ----------------------------------------------------------------
+def new_round_id(now: datetime | None = None) -> str:
+    """Round ids sort in time order, so corrections objects list oldest first."""
+    return (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
+
+
+def corrections_path(round_id: str) -> str:
+    return f"{CORRECTIONS_PREFIX}{round_id}.parquet"
+
+
+def commit_corrections(lake: Lake, round_id: str, corrections: pl.DataFrame, spec: DatasetSpec,
+                       metadata: dict[str, str] | None = None) -> str:
+    """Write the round's corrections on branch `relabel-<round>`, commit, merge into the default branch.
+
+    Returns the merge commit id. (lakeFS branch names cannot contain '/'.)
+    """
+    if corrections.height == 0:
+        raise CorrectionError(f"round {round_id!r}: no corrections to commit")
+    main = lake.settings.default_branch
+    branch = f"relabel-{round_id}"
+    lake.ensure_branch(branch, main)
+    meta = {
+        "lakeloop.kind": "label-corrections",
+        "lakeloop.round": round_id,
+        "lakeloop.corrections": str(corrections.height),
+        "lakeloop.dataset": spec.name,
+        **(metadata or {}),
+    }
+    lake.write_frame(branch, corrections_path(round_id), corrections, metadata={"round": round_id})
+    lake.commit(branch, f"labels: {corrections.height} corrections from review round {round_id}", meta)
+    merged = lake.merge(branch, main, message=f"Merge label corrections of round {round_id}", metadata=meta)
+    lake.delete_branch(branch)
+    return merged
+
+
+# ---- applied-annotations ledger -------------------------------------------
+class AppliedLedger:
+    """Annotations already applied, keyed by (annotation id, update time), in SQLite."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._conn() as c:
+            c.execute("CREATE TABLE IF NOT EXISTS applied (annotation_id INTEGER NOT NULL, "
+                      "updated_at TEXT NOT NULL, row_id TEXT NOT NULL, round TEXT NOT NULL, "
+                      "applied_at TEXT NOT NULL, PRIMARY KEY (annotation_id, updated_at))")
+
+    @classmethod
+    def at(cls, state_dir: Path) -> AppliedLedger:
+        return cls(Path(state_dir) / "label_applied.sqlite")
+
+    def _conn(self) -> sqlite3.Connection:
+        return sqlite3.connect(self.path, timeout=30)
+
+    def unapplied(self, annotations: Iterable[Annotation]) -> list[Annotation]:
+        with self._conn() as c:
+            done = {(int(i), str(u)) for i, u in c.execute("SELECT annotation_id, updated_at FROM applied")}
+        return [a for a in annotations if (a.annotation_id, a.updated_at.isoformat()) not in done]
+
+    def mark(self, annotations: Iterable[Annotation], round_id: str) -> int:
+        """Record annotations as applied (call after the commit landed); returns how many were new."""
+        now = datetime.now(UTC).isoformat()
+        with self._conn() as c:
+            before = c.total_changes
+            c.executemany("INSERT OR IGNORE INTO applied VALUES (?, ?, ?, ?, ?)",
+                          [(a.annotation_id, a.updated_at.isoformat(), a.row_id, round_id, now)
+                           for a in annotations])
+            return c.total_changes - before
+
+    def count(self) -> int:
+        with self._conn() as c:
+            return int(c.execute("SELECT COUNT(*) FROM applied").fetchone()[0])
