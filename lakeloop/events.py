@@ -136,6 +136,8 @@ class ModelRegisteredPayload(_Payload):
     run_id: str
     model_name: str
     version: str
+    branch: str | None = None
+    reason: str | None = None
 
 
 class ModelPromotedPayload(_Payload):

@@ -89,9 +89,31 @@ def missing_commits(lake: Lake, ledger: Ledger, branches: Sequence[str] | None =
             chosen[c.id] = _Candidate(c, b, pos)
     unattributed = sorted(cid for cid, c in reachable.items()
                           if cid not in chosen and cid not in settled and c.parents and c.created >= baseline)
-    # Oldest first; within one branch the chain order breaks ties of equal (1 s) timestamps.
-    ordered = sorted(chosen.values(), key=lambda k: (k.commit.created, k.branch != default, k.position))
+    # Oldest first. lakeFS times have 1 s resolution, so ties are broken by generation
+    # (an ancestor always sorts before its descendants), then default branch, then chain order.
+    gen = _generations(reachable)
+    ordered = sorted(chosen.values(),
+                     key=lambda k: (k.commit.created, gen[k.commit.id], k.branch != default, k.position))
     return ordered, unattributed
+
+
+def _generations(by_id: dict[str, CommitInfo]) -> dict[str, int]:
+    """Longest distance from a root (or from the edge of the fetched log), like lakeFS's generation."""
+    gen: dict[str, int] = {}
+    for start in by_id:
+        stack = [start]
+        while stack:
+            cid = stack[-1]
+            if cid in gen:
+                stack.pop()
+                continue
+            pending = [p for p in by_id[cid].parents if p in by_id and p not in gen]
+            if pending:
+                stack.extend(pending)
+                continue
+            gen[cid] = 1 + max((gen[p] for p in by_id[cid].parents if p in by_id), default=0)
+            stack.pop()
+    return gen
 
 
 def reconcile_once(lake: Lake, ledger: Ledger, emitter: Emitter, *, branches: Sequence[str] | None = None,

@@ -139,7 +139,8 @@ def detect_drift(
     s = settings or DriftSettings()
     min_ks = float(getattr(s, "min_ks_statistic", DEFAULT_MIN_KS_STATISTIC))
     min_w = float(getattr(s, "min_chi2_effect", DEFAULT_MIN_CHI2_EFFECT))
-    cols = profiled_columns(spec)
+    # model inputs and the label: free-text columns are profiled but drift by nature, and are no model input
+    cols = [c for c in profiled_columns(spec) if c in spec.model_features or c == spec.label_column]
     algorithms = {c: algorithm_for(spec, c) for c in cols}
     scores = drift_scores(current, reference, algorithms=algorithms, drift_pvalue=s.drift_pvalue,
                           possible_drift_pvalue=s.possible_drift_pvalue)

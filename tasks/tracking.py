@@ -255,7 +255,7 @@ def log_training(
     exp_id = _experiment_id(c, s.experiment)
     tags = {**lineage.tags(), TAG_CODE_VERSION: code_version(), TAG_TRIGGER: reason,
             "lakeloop.dataset": spec.name}
-    with mlflow.start_run(experiment_id=exp_id, tags=tags,
+    with mlflow.start_run(experiment_id=exp_id, tags=tags, nested=mlflow.active_run() is not None,
                           run_name=f"{registered_name}-{lineage.commit_id[:12]}") as run:
         run_id = run.info.run_id
         mlflow.log_params({k: str(v) for k, v in result.params.items()})

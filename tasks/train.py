@@ -199,8 +199,13 @@ def train_xgb(
     spec: DatasetSpec,
     settings: TrainSettings | None = None,
     params: dict[str, Any] | None = None,
+    *,
+    forward_estimate: bool = True,
 ) -> TrainResult:
-    """Cross-validated XGBoost; see the module docstring for the fold scheme."""
+    """Cross-validated XGBoost; see the module docstring for the fold scheme.
+
+    `forward_estimate=False` skips the extra time-ordered fit behind `last_block_auc`.
+    """
     s = settings or TrainSettings()
     if df.height == 0:
         raise TrainError("cannot train on an empty frame")
@@ -246,7 +251,7 @@ def train_xgb(
     metrics = evaluate(work, spec, y, oof)
     metrics["cv_folds"] = float(s.folds)
     metrics["best_iteration_mean"] = float(np.mean(best))
-    if time_ordered:
+    if time_ordered and forward_estimate:
         metrics.update(_last_block_metrics(X, y, p, s, n_classes))
 
     final_params = {**p, "n_estimators": max(1, int(math.ceil(np.mean(best))))}

@@ -82,6 +82,15 @@ def stack(lakefs_server, prefect_server: PrefectStack,  # type: ignore[no-untype
         s.stop_bridge()
 
 
+@pytest.fixture
+def runs_not_executed(prefect_server: PrefectStack) -> Iterator[None]:
+    prefect_server.pause_pool(True)
+    try:
+        yield
+    finally:
+        prefect_server.pause_pool(False)
+
+
 def wait_settled(ledger: Ledger, keys: list[str], timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -108,7 +117,7 @@ def test_commit_starts_on_commit_flow_with_its_parameters(stack: Stack) -> None:
     assert not [r for r in stack.prefect.flow_runs(ON_COMMIT) if r["parameters"].get("commit_id") == install.id]
 
 
-def test_bad_merge_into_main_is_blocked_and_good_merge_is_relayed(stack: Stack) -> None:
+def test_bad_merge_into_main_is_blocked_and_good_merge_is_relayed(stack: Stack, runs_not_executed: None) -> None:
     from lakefs.exceptions import ServerException
 
     stack.lake.ensure_branch("ingest-bad")
@@ -137,7 +146,7 @@ def test_bad_merge_into_main_is_blocked_and_good_merge_is_relayed(stack: Stack) 
     assert runs[0]["parameters"]["branch"] == "main"
 
 
-def test_commits_during_bridge_outage_are_reconciled_exactly_once(stack: Stack) -> None:
+def test_commits_during_bridge_outage_are_reconciled_exactly_once(stack: Stack, runs_not_executed: None) -> None:
     stack.stop_bridge()
     stack.lake.ensure_branch("ingest-b")
     missed = [stack.commit_rows("ingest-b", 10, seed=100 + i, message=f"offline {i}") for i in range(5)]
