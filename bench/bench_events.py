@@ -150,8 +150,26 @@ def main() -> dict[str, Any]:
         time.sleep(3)  # let any duplicate surface before counting
         got = [r for r in _runs(api, dep) if r["parameters"].get("commit_id") in wanted]
         per_commit = {c: sum(r["parameters"]["commit_id"] == c for r in got) for c in burst}
-        done = {d.key for d in ledger.done()}
+        done_at = {d.key: d.done_at for d in ledger.done()}
+        published: list[float] = [t for c in burst if (t := done_at.get(commit_key(repo, c))) is not None]
         health = httpx.get(f"{bridge.url}/health", timeout=10).json()
+
+        # the same burst as bare events, to tell the bridge's share from Prefect's
+        bare_ids = [f"bare-burst-{i}-{uuid.uuid4().hex[:6]}" for i in range(N_BURST)]
+        with temporary_settings({PREFECT_API_URL: api}):
+            tb = time.time()
+            for bid in bare_ids:
+                emit_event("lakefs.commit.created", resource=branch_resource(repo, "bench"),
+                           payload={"repository": repo, "branch": "bench", "commit_id": bid})
+            flush()
+        wanted_bare = set(bare_ids)
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            got_bare = [r for r in _runs(api, dep) if r["parameters"].get("commit_id") in wanted_bare]
+            if len({r["parameters"]["commit_id"] for r in got_bare}) == N_BURST:
+                break
+            time.sleep(0.2)
+        bare_drain = max(_ts(r["created"]) for r in got_bare) - tb
 
         figures: dict[str, Any] = {
             "commit_to_run_s": {"median": round(statistics.median(commit_lat), 3),
@@ -168,7 +186,10 @@ def main() -> dict[str, Any]:
                 "runs": len(got),
                 "runs_per_commit_max": max(per_commit.values()),
                 "runs_per_commit_min": min(per_commit.values()),
-                "ledger_done": sum(commit_key(repo, c) in done for c in burst),
+                "ledger_done": len(published),
+                "bridge_published_s": round(max(published) - t0, 2) if published else None,
+                "bare_emit_drain_s": round(bare_drain, 2),
+                "drain_vs_bare": round((t_drained - t0) / bare_drain, 2),
             },
             "bridge_counters": health.get("counters", {}),
             "run_start": "flow run created by the deployment trigger (scheduled for now)",

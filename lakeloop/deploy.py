@@ -19,6 +19,7 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -84,6 +85,10 @@ def apply_deployments(deployments: list[dict[str, Any]], pool: str, project_root
     from prefect import flow
     from prefect.events.schemas.deployment_triggers import DeploymentEventTrigger
 
+    for d in deployments:
+        path = project_root / str(d["entrypoint"]).split(":", 1)[0]
+        if not path.exists():
+            raise DeployError(f"deployment {d['name']!r}: entrypoint file {path} does not exist")
     ids = []
     for d in deployments:
         fl: Any = flow.from_source(source=str(project_root), entrypoint=d["entrypoint"])
@@ -112,8 +117,13 @@ def deploy_all(
     prefect_file: Path | None = None,
     timeout: float = 600.0,
     home: Path | None = None,
+    only: Sequence[str] | None = None,
 ) -> DeployResult:
-    """Deploy every deployment of `prefect_file` (default `<project_root>/prefect.yaml`) to `pool`."""
+    """Deploy the deployments of `prefect_file` (default `<project_root>/prefect.yaml`) to `pool`.
+
+    `only`: deployment names to apply (default all). Raises `DeployError` with the
+    deploy process's output when anything fails or a deployment is missing afterwards.
+    """
     project_root = Path(project_root).resolve()
     pfile = Path(prefect_file).resolve() if prefect_file else project_root / "prefect.yaml"
     if not pfile.exists():
@@ -124,6 +134,8 @@ def deploy_all(
         env["PREFECT_HOME"] = str(home / "prefect")
     cmd = [sys.executable, "-m", "lakeloop.deploy", "--pool", pool, "--project-root", str(project_root),
            "--prefect-file", str(pfile)]
+    for name in only or []:
+        cmd += ["--only", name]
     proc = subprocess.run(cmd, cwd=project_root, env=env, capture_output=True, text=True,
                           timeout=timeout, stdin=subprocess.DEVNULL)
     output = proc.stdout + proc.stderr
@@ -133,7 +145,7 @@ def deploy_all(
         names: list[str] = json.loads(proc.stdout.strip().splitlines()[-1])["deployments"]
     except (IndexError, ValueError, KeyError) as e:
         raise DeployError(f"deploying {pfile}: no result from the deploy process:\n{output[-4000:]}") from e
-    wanted = {d["name"] for d in load_deployments(pfile, env)}
+    wanted = set(only) if only else {d["name"] for d in load_deployments(pfile, env)}
     missing = wanted - {n.split("/", 1)[1] for n in names}
     if missing:
         raise DeployError(f"deploying {pfile}: deployments {sorted(missing)} not found afterwards")
@@ -145,10 +157,16 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--pool", required=True)
     ap.add_argument("--project-root", type=Path, required=True)
     ap.add_argument("--prefect-file", type=Path, required=True)
+    ap.add_argument("--only", action="append", default=None, help="deployment name (repeatable)")
     args = ap.parse_args(argv)
     env = {**os.environ, "LAKELOOP_PROJECT_ROOT": str(args.project_root.resolve()),
            "LAKELOOP_PREFECT_WORK_POOL": args.pool}
     deployments = load_deployments(args.prefect_file, env)
+    if args.only:
+        unknown = set(args.only) - {d["name"] for d in deployments}
+        if unknown:
+            raise DeployError(f"{args.prefect_file}: no deployment(s) named {sorted(unknown)}")
+        deployments = [d for d in deployments if d["name"] in args.only]
     apply_deployments(deployments, args.pool, args.project_root.resolve())
     print(json.dumps({"deployments": deployment_names()}))
 

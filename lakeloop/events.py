@@ -158,6 +158,18 @@ class InferenceCompletedPayload(_Payload):
     predictions_path: str = ""
 
 
+# Which payload model each event carries (prefect.yaml templates read these fields).
+PAYLOADS: dict[str, type[BaseModel]] = {
+    LAKEFS_COMMIT_CREATED: CommitPayload,
+    LAKEFS_MERGE_COMPLETED: CommitPayload,
+    DRIFT_DETECTED: DriftPayload,
+    LABELS_READY: LabelsPayload,
+    MODEL_REGISTERED: ModelRegisteredPayload,
+    MODEL_PROMOTED: ModelPromotedPayload,
+    INFERENCE_COMPLETED: InferenceCompletedPayload,
+}
+
+
 # ---- building and sending ----------------------------------------------------------
 def commit_event_id(event: str, repository: str, commit_id: str) -> uuid.UUID:
     return uuid.uuid5(_EVENT_NS, f"{event}:{repository}:{commit_id}")

@@ -462,8 +462,12 @@ def log_ensemble(
     module = sys.modules[__name__]
     with tempfile.TemporaryDirectory(prefix="lakeloop-ensemble-") as tmp:
         artifacts = build_artifacts(candidates.members, plan, spec, Path(tmp))
-        run_ctx = (mlflow.start_run(run_id=candidates.parent_run_id) if candidates.parent_run_id
-                   else mlflow.start_run(run_name="ensemble", tags=tags))
+        if candidates.parent_run_id:
+            # resuming a run needs its experiment active (another build may have switched experiments)
+            mlflow.set_experiment(experiment_id=client.get_run(candidates.parent_run_id).info.experiment_id)
+            run_ctx = mlflow.start_run(run_id=candidates.parent_run_id)
+        else:
+            run_ctx = mlflow.start_run(run_name="ensemble", tags=tags)
         with run_ctx as run:
             mlflow.log_metrics({"ensemble.cv_auc": plan.cv_auc, "ensemble.best_member_auc": plan.best_member_auc,
                                 "ensemble.all_members_auc": plan.all_members_auc})

@@ -10,8 +10,8 @@ frozen evaluation commit, so the comparison is like for like and reproducible
 * auc       - AUC >= champion's AUC - `auc_tolerance` (no champion: >= `min_auc`);
 * slices    - on each `spec.slices` subset, AUC >= champion's - `slice_tolerance`;
 * business  - value per row from `spec.cost_matrix` at `spec.business_threshold`
-              >= champion's - `business_tolerance` * |champion's|, and >= the best
-              trivial policy (act on everybody / on nobody).
+              >= champion's - `business_tolerance` * |champion's| (optionally also
+              >= the best trivial policy: act on everybody / on nobody).
 
 Results are stored as model-version tags (`gate.*`), so the registry itself says
 why a version was or was not promoted.
@@ -46,6 +46,9 @@ class GateConfig(BaseModel):
     business_tolerance: float = Field(default=0.02, ge=0, description="share of |champion value| a challenger may lose")
     min_auc: float = Field(default=0.55, ge=0, le=1, description="floor when there is no champion (and for slices)")
     min_slice_rows: int = Field(default=30, ge=1, description="smaller slices are reported but not gated")
+    require_beats_trivial: bool = Field(
+        default=False, description="also fail when acting on everybody / nobody is worth more per row "
+        "(off by default: a spec whose threshold is far from its cost matrix's optimum fails every model)")
     required_files: tuple[str, ...] = REQUIRED_MODEL_FILES
 
 
@@ -305,8 +308,10 @@ def evaluate_gate(
     res.business_value = business_value(y_pos, proba[:, pos], spec)
     trivial = max(business_value(y_pos, np.ones(len(y)), spec), business_value(y_pos, np.zeros(len(y)), spec))
     problems = []
+    notes = []
     if res.business_value < trivial:
-        problems.append(f"value {res.business_value:.3f}/row is below the best trivial policy {trivial:.3f}/row")
+        msg = f"value {res.business_value:.3f}/row is below the best trivial policy {trivial:.3f}/row"
+        (problems if cfg.require_beats_trivial else notes).append(msg)
     baseline = trivial
     if champ_proba is not None:
         res.champion_business_value = business_value(y_pos, champ_proba[:, pos], spec)
@@ -316,7 +321,7 @@ def evaluate_gate(
             problems.append(f"value {res.business_value:.3f}/row is below champion's "
                             f"{res.champion_business_value:.3f}/row (tolerance {cfg.business_tolerance:.0%})")
     checks.append(CheckResult(name="business", passed=not problems, value=res.business_value, baseline=baseline,
-                              detail="; ".join(problems) or (
+                              detail="; ".join(problems + notes) or (
                                   f"value {res.business_value:.3f}/row at threshold {spec.business_threshold}"
                                   f" (baseline {baseline:.3f}/row)")))
     return _finish(res, checks)

@@ -247,8 +247,12 @@ class LabelStudioAdapter:
             raise
 
     # projects
-    def ensure_project(self, spec: DatasetSpec, title: str) -> int:
-        """The project called `title` (created with the spec's config and instructions if missing)."""
+    def ensure_project(self, spec: DatasetSpec, title: str, *, annotations_per_task: int = 2) -> int:
+        """The project called `title` (created with the spec's config and instructions if missing).
+
+        `annotations_per_task` (Label Studio's overlap) should match the agreement
+        policy's `min_annotators`, so enough people see each row.
+        """
         if len(title.strip()) < 3:
             raise LabelingError(f"project title {title!r}: Label Studio needs at least 3 characters")
         config = labeling_config(spec)
@@ -262,7 +266,7 @@ class LabelStudioAdapter:
         created = self._call("creating a project", self.client.projects.create,
                              title=title, description=spec.description, label_config=config,
                              expert_instruction=instructions(spec), show_instruction=True,
-                             show_skip_button=True, maximum_annotations=3)
+                             show_skip_button=True, maximum_annotations=annotations_per_task)
         return int(created.id)
 
     # tasks

@@ -112,7 +112,10 @@ def _pandas_for_profile(df: pl.DataFrame, spec: DatasetSpec) -> pd.DataFrame:
         ftype = None if name == spec.label_column else spec.feature(name).type
         if ftype in (FeatureType.categorical, FeatureType.string) or name == spec.label_column:
             # pandas `str` dtype: whylogs takes its string fast path; to_pandas is ~10x quicker than to_list
-            out[name] = col.cast(pl.Utf8).to_pandas().astype("str").reset_index(drop=True)
+            ser = col.cast(pl.Utf8).to_pandas().reset_index(drop=True)
+            if ser.dtype == object:  # older pandas: keep nulls as nulls, not the string "None"
+                ser = pd.Series(col.cast(pl.Utf8).to_list(), dtype="str")
+            out[name] = ser
         elif ftype == FeatureType.boolean:
             # whylogs' bool path runs six lambdas per value; 0/1 integers take the vectorised int path.
             if col.null_count():

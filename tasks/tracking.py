@@ -30,6 +30,7 @@ from pydantic import BaseModel
 from lakeloop.settings import ROOT, MLflowSettings, get_settings
 from lakeloop.spec import DatasetSpec
 from tasks.drift import DriftReport
+from tasks.profiling import from_bytes, summarize
 from tasks.train import TrainResult
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -274,6 +275,8 @@ def log_training(
             prof = Path(tmp) / "profile.bin"
             prof.write_bytes(profile_view_bytes)
             mlflow.log_artifact(str(prof), artifact_path="profile")
+            mlflow.log_dict(summarize(from_bytes(profile_view_bytes)).model_dump(mode="json"),
+                            "profile/summary.json")
             if oof is not None:
                 path = Path(tmp) / "oof.parquet"
                 oof.write_parquet(path)

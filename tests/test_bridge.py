@@ -265,3 +265,57 @@ def test_ledger_lease_expiry_and_order(tmp_path: Path) -> None:
         lg2.run_once("k3", "lakefs", "x", lambda: (_ for _ in ()).throw(RuntimeError("boom")))
     assert lg2.get("k3") is None  # released for a retry
     assert [d.key for d in lg2.done()] == ["k1", "k2"]
+
+
+# ---- prefect.yaml contract ----------------------------------------------------------------------
+def test_prefect_yaml_triggers_match_flow_signatures_and_payloads() -> None:
+    import inspect
+    import re
+
+    from prefect.events.schemas.deployment_triggers import DeploymentEventTrigger
+
+    import tests.flows_for_tests as stand_ins
+    from lakeloop.deploy import load_deployments
+    from lakeloop.events import PAYLOADS
+
+    root = Path(__file__).resolve().parents[1]
+    deps = load_deployments(root / "prefect.yaml", {"LAKELOOP_PROJECT_ROOT": str(root),
+                                                    "LAKELOOP_PREFECT_WORK_POOL": "pool"})
+    names = {d["name"] for d in deps}
+    assert names == {"on-commit", "retrain", "build-ensemble", "request-relabel", "ingest-labels",
+                     "batch-inference", "monitor"}
+    template = re.compile(r"^\{\{ event\.payload\.(\w+) \}\}$")
+    for d in deps:
+        func_name = d["entrypoint"].rsplit(":", 1)[1]
+        params = inspect.signature(getattr(stand_ins, func_name).fn).parameters
+        required = {n for n, p in params.items() if p.default is inspect.Parameter.empty}
+        assert d["work_pool"]["name"] == "pool"
+        assert d["triggers"], f"{d['name']} has no trigger"
+        for t in d["triggers"]:
+            trig = DeploymentEventTrigger(**t)
+            assert trig.parameters is not None
+            assert required <= set(trig.parameters) <= set(params), d["name"]
+            for event in trig.expect:
+                fields = PAYLOADS[event].model_fields
+                for value in trig.parameters.values():
+                    m = template.match(value)
+                    assert m and m.group(1) in fields, f"{d['name']}: {value} not a field of {event}"
+        for sched in d.get("schedules") or []:
+            assert required <= set(sched["parameters"]) <= set(params), d["name"]
+    on_commit = next(d for d in deps if d["name"] == "on-commit")
+    assert set(on_commit["triggers"][0]["expect"]) == {"lakefs.commit.created", "lakefs.merge.completed"}
+    assert on_commit["triggers"][0]["match"] == {"prefect.resource.id": "lakefs.repo.*"}
+    assert any(s["cron"] == "0 3 1 * *" for d in deps if d["name"] == "retrain" for s in d["schedules"])
+
+
+def test_load_deployments_requires_env_and_keeps_event_templates(tmp_path: Path) -> None:
+    from lakeloop.deploy import DeployError, load_deployments
+
+    f = tmp_path / "prefect.yaml"
+    f.write_text("deployments:\n- name: x\n  entrypoint: a.py:f\n  work_pool: {name: '{{ $POOL }}'}\n"
+                 "  triggers: [{expect: [e], parameters: {c: '{{ event.payload.c }}'}}]\n")
+    (d,) = load_deployments(f, {"POOL": "p1"})
+    assert d["work_pool"]["name"] == "p1"
+    assert d["triggers"][0]["parameters"] == {"c": "{{ event.payload.c }}"}
+    with pytest.raises(DeployError, match=r"\$POOL"):
+        load_deployments(f, {})

@@ -164,3 +164,36 @@ def test_commits_during_bridge_outage_are_reconciled_exactly_once(stack: Stack, 
     runs = [r for r in stack.prefect.flow_runs(ON_COMMIT) if r["parameters"].get("commit_id") in missed]
     assert sorted(r["parameters"]["commit_id"] for r in runs) == sorted(missed)
     assert all(r["parameters"]["branch"] == "ingest-b" for r in runs)
+
+
+def test_lakeloop_events_from_a_short_lived_process_start_their_flows(
+        prefect_server: PrefectStack, runs_not_executed: None) -> None:
+    """`events.emit` flushes before the process exits, and prefect.yaml maps each event's payload."""
+    import subprocess
+    import sys
+
+    tag = uuid.uuid4().hex[:8]
+    code = f"""
+from lakeloop import events as e
+e.emit(e.DRIFT_DETECTED, e.dataset_resource("churn"),
+       e.DriftPayload(repository="churn", branch="main", commit_id="c-{tag}", reason="drift in tenure_months"))
+e.emit(e.MODEL_REGISTERED, e.model_resource("churn"),
+       e.ModelRegisteredPayload(repository="churn", commit_id="m-{tag}", run_id="run-{tag}",
+                                model_name="churn", version="3"))
+e.emit(e.LABELS_READY, e.labels_resource(41),
+       e.LabelsPayload(project_id=41, annotation_id=9, action="ANNOTATION_CREATED"))
+"""
+    env = {**__import__("os").environ, "PREFECT_API_URL": prefect_server.api_url}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=120)
+    p = prefect_server
+    (r,) = p.wait_for_runs("retrain/retrain", lambda r: r["parameters"].get("commit_id") == f"c-{tag}")
+    assert r["parameters"] == {"repository": "churn", "branch": "main", "commit_id": f"c-{tag}",
+                               "reason": "drift in tenure_months"}
+    (r,) = p.wait_for_runs("build-ensemble/build-ensemble", lambda r: r["parameters"].get("commit_id") == f"m-{tag}")
+    assert r["parameters"] == {"repository": "churn", "commit_id": f"m-{tag}"}
+    (r,) = p.wait_for_runs("request-relabel/request-relabel",
+                           lambda r: r["parameters"].get("run_id") == f"run-{tag}")
+    assert r["parameters"] == {"repository": "churn", "commit_id": f"m-{tag}", "run_id": f"run-{tag}"}
+    # single-expression templates keep the payload's JSON type: an int, not "41"
+    runs = p.wait_for_runs("ingest-labels/ingest-labels", lambda r: r["parameters"].get("project_id") == 41)
+    assert runs[0]["parameters"] == {"project_id": 41}

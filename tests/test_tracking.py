@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import mlflow
 import numpy as np
 import pytest
@@ -14,6 +16,7 @@ from tasks.profiling import from_bytes, profile_frame, profile_rows, to_bytes
 from tasks.synth import synth_batch
 from tasks.tracking import (
     Lineage,
+    download_bytes,
     find_versions_for_commit,
     latest_training_reference,
     load_oof,
@@ -85,6 +88,11 @@ def test_log_register_and_lineage_both_ways(mlflow_server: str, trained, churn_s
     ref1 = latest_training_reference(name, settings)
     assert ref1 is not None and ref1.commit_id == commits[0] and ref1.version == "1"
     assert latest_training_reference("no-such-model", settings) is None
+
+    summary = json.loads(download_bytes(rec.run_id, "profile/summary.json", settings))
+    assert summary["rows"] == data.height and "email" not in summary["columns"]
+    logged_drift = json.loads(download_bytes(rec.run_id, "drift/report.json", settings))
+    assert logged_drift["decision"] is False and len(logged_drift["columns"]) == len(drift.columns)
 
     oof = load_oof(rec.run_id, settings)
     assert oof.height == data.height

@@ -1,0 +1,137 @@
+"""The challenger gate, promotion and rollback against a real MLflow registry."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+from mlflow import MlflowClient
+
+from lakeloop.spec import DatasetSpec
+from tasks.candidates import CandidateSet, MemberConfig, build_candidates
+from tasks.ensemble import log_ensemble, model_signature
+from tasks.gate import GateConfig, business_value, check_schema, evaluate_gate, run_gate
+from tasks.registry import (
+    CHALLENGER,
+    CHAMPION,
+    PREVIOUS,
+    RegistryError,
+    alias_version,
+    apply_gate,
+    promote,
+    rollback,
+)
+from tests.fixtures.ensemble import make_lineage
+
+EVAL_COMMIT = "e7a1" + "0" * 60
+KEY_FEATURES = {"contract", "tenure_months", "support_calls", "monthly_charges", "total_charges"}
+
+
+# ---- unit ------------------------------------------------------------------------------
+def test_business_value_by_hand(churn_spec: DatasetSpec) -> None:
+    # threshold 0.35; costs TP 120, FP -20, TN 0, FN -200
+    y = np.array([True, True, False, False])
+    p = np.array([0.9, 0.2, 0.5, 0.1])  # TP, FN, FP, TN
+    assert business_value(y, p, churn_spec) == pytest.approx((120 - 200 - 20 + 0) / 4)
+    assert business_value(y, np.ones(4), churn_spec) == pytest.approx((120 + 120 - 20 - 20) / 4)
+
+
+def test_schema_check_names_problems(churn_spec: DatasetSpec, churn_eval: pl.DataFrame) -> None:
+    sig = model_signature(churn_spec)
+    assert check_schema(sig, churn_eval, churn_spec).passed
+    bad = churn_eval.drop("contract").with_columns(pl.col("tenure_months").cast(pl.Utf8))
+    res = check_schema(sig, bad, churn_spec)
+    assert not res.passed
+    assert "'contract'" in res.detail and "missing" in res.detail
+    assert "'tenure_months'" in res.detail and "String" in res.detail
+    assert not check_schema(sig, churn_eval.drop("churn"), churn_spec).passed
+
+
+# ---- integration -----------------------------------------------------------------------
+def _small(df: pl.DataFrame, spec: DatasetSpec, feats: tuple[str, ...], commit: str) -> CandidateSet:
+    """A cheap 2-member candidate set (one Optuna trial) for deliberately different challengers."""
+    cfgs = [MemberConfig("xgb", "xgboost", {"n_estimators": 150, "max_depth": 4, "learning_rate": 0.08,
+                                            "random_state": 1}, feats),
+            MemberConfig("logreg", "logreg", {"C": 1.0}, feats)]
+    return build_candidates(df, spec, make_lineage(spec, commit), n_trials=1, timeout_s=20, n_folds=3,
+                            n_jobs=1, configs=cfgs, experiment="lakeloop-gate-tests")
+
+
+@pytest.mark.integration
+def test_gate_promotes_better_refuses_degraded_and_rolls_back(
+    mlflow_uri: str, churn_candidates: CandidateSet, churn_spec: DatasetSpec, churn_train: pl.DataFrame,
+    churn_eval: pl.DataFrame, model_name: str,
+) -> None:
+    client = MlflowClient()
+    spec = churn_spec
+    cfg = GateConfig()
+
+    # v1: key features dropped - weak but better than chance: the first passing challenger becomes champion
+    weak_feats = tuple(f for f in spec.model_features if f not in KEY_FEATURES)
+    _, _, v1 = log_ensemble(_small(churn_train, spec, weak_feats, "1" * 64), name=model_name)
+    r1 = run_gate(model_name, v1, churn_eval, EVAL_COMMIT, spec, cfg)
+    assert r1.passed, r1.reasons
+    assert r1.champion_version is None
+    # the shipped churn spec acts at 0.35 although its costs make acting on everybody worth more per row;
+    # the opt-in trivial-policy check says so
+    strict = evaluate_gate(model_name, v1, churn_eval, EVAL_COMMIT, spec, GateConfig(require_beats_trivial=True))
+    assert not strict.check("business").passed and "trivial policy" in strict.check("business").detail
+    assert apply_gate(r1).promoted
+    assert alias_version(model_name, CHAMPION) == v1
+    assert alias_version(model_name, CHALLENGER) is None
+
+    # v2: the full ensemble is better than champion v1 on the same frozen data -> promoted, v1 -> previous
+    _, _, v2 = log_ensemble(churn_candidates, name=model_name)
+    r2 = run_gate(model_name, v2, churn_eval, EVAL_COMMIT, spec, cfg)
+    print(f"\nv1 auc={r1.auc:.4f} value={r1.business_value:.2f}; v2 auc={r2.auc:.4f} value={r2.business_value:.2f}")
+    assert r2.passed, r2.reasons
+    assert r2.champion_version == v1
+    assert r2.auc is not None and r2.champion_auc is not None and r2.auc > r2.champion_auc + 0.03
+    d2 = apply_gate(r2)
+    assert d2.promoted and d2.champion == v2
+    assert (alias_version(model_name, CHAMPION), alias_version(model_name, PREVIOUS)) == (v2, v1)
+    tags = client.get_model_version(model_name, v2).tags
+    assert tags["gate.passed"] == "true"
+    assert tags["gate.eval_commit"] == EVAL_COMMIT
+    assert float(tags["gate.auc"]) == pytest.approx(r2.auc, abs=1e-6)
+    assert {f"gate.slice.{s.name}" for s in spec.slices} <= set(tags)
+    assert tags["gate.slice.month_to_month"].startswith("pass")
+    assert float(tags["gate.business_value"]) == pytest.approx(r2.business_value, abs=1e-6)
+
+    # v3: trained on shuffled labels -> refused; stays challenger with its reasons as tags
+    shuffled = churn_train.with_columns(pl.col("churn").shuffle(seed=5))
+    _, _, v3 = log_ensemble(_small(shuffled, spec, tuple(spec.model_features), "3" * 64), name=model_name)
+    r3 = run_gate(model_name, v3, churn_eval, EVAL_COMMIT, spec, cfg)
+    assert not r3.passed
+    failed = {c.name for c in r3.checks if not c.passed}
+    assert {"auc", "slices", "business"} <= failed, r3.reasons
+    assert all(s.gated and not s.passed for s in r3.slices if s.rows >= cfg.min_slice_rows)
+    d3 = apply_gate(r3)
+    assert not d3.promoted and d3.champion == v2
+    assert alias_version(model_name, CHALLENGER) == v3
+    assert alias_version(model_name, CHAMPION) == v2
+    t3 = client.get_model_version(model_name, v3).tags
+    assert t3["gate.passed"] == "false"
+    assert t3["gate.check.auc"] == "fail" and t3["gate.check.business"] == "fail"
+    assert "auc: AUC" in t3["gate.reasons"] and f"champion v{v2}" in t3["gate.reasons"]
+    assert t3["gate.slice.fiber"].startswith("fail")
+
+    # the key-feature-less v1 is refused against champion v2 as well
+    r1b = run_gate(model_name, v1, churn_eval, EVAL_COMMIT, spec, cfg)
+    assert not r1b.passed and not r1b.check("auc").passed
+
+    # a frozen evaluation set without a required column fails the schema check (no exception)
+    r_schema = run_gate(model_name, v3, churn_eval.drop("contract"), EVAL_COMMIT, spec, cfg)
+    assert not r_schema.passed and not r_schema.check("schema").passed
+    assert "'contract'" in r_schema.check("schema").detail
+
+    # rollback restores the previous champion; a second rollback has nothing to go back to
+    rb = rollback(model_name)
+    assert rb.champion == v1
+    assert alias_version(model_name, CHAMPION) == v1
+    assert alias_version(model_name, PREVIOUS) is None
+    assert "lakeloop.rolled_back_at" in client.get_model_version(model_name, v2).tags
+    with pytest.raises(RegistryError, match="previous"):
+        rollback(model_name)
+    # promoting the current champion again is a no-op
+    assert not promote(model_name, v1).changed
