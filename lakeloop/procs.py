@@ -49,15 +49,24 @@ class Service:
         return self.proc.poll() is None
 
     def stop(self, timeout: float = 15.0) -> None:
-        stop_pid(self.proc.pid, timeout)
+        """SIGTERM the group, reap our child (a zombie would look alive to killpg), SIGKILL what is left."""
+        _signal_group(self.proc.pid, signal.SIGTERM)
         with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(timeout=1)
+            self.proc.wait(timeout=timeout)
+        _signal_group(self.proc.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=5)
 
     def log_tail(self, lines: int = 40) -> str:
         try:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return ""
+
+
+def _signal_group(pid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, sig)  # start_new_session=True: the group id is the leader's pid
 
 
 def stop_pid(pid: int, timeout: float = 15.0) -> None:

@@ -34,6 +34,7 @@ KEY, SECRET = "AKIACONTRACT", "contract-secret"
 
 pytestmark = [
     pytest.mark.integration,
+    pytest.mark.filterwarnings("ignore:Use of allowEmptyValue property is deprecated:DeprecationWarning"),
     pytest.mark.skipif(not SPEC_PATH.exists(), reason=f"lakeFS OpenAPI spec not found at {SPEC_PATH}"),
 ]
 
