@@ -74,6 +74,10 @@ class DriftSettings(BaseSettings):
     min_drifted_share: float = 0.25
     # ... or at least this many features drifted.
     min_drifted_columns: int = 2
+    # Effect-size floors: at large n, sketch error alone gives tiny p-values, so a column must also move
+    # by at least this KS statistic (numeric) or Cohen's w (categorical) to count as drifted.
+    min_ks_statistic: float = 0.01
+    min_chi2_effect: float = 0.01
 
 
 class TrainSettings(BaseSettings):

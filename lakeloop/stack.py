@@ -58,6 +58,8 @@ def service_env(s: Settings) -> dict[str, str]:
     """Environment every lakeloop process (worker, flows, CLI) shares."""
     return {
         **TELEMETRY_OFF,
+        # XGBoost's OpenMP threads spin while idle; on a shared 2-core box that makes a 2-thread fit ~10x slower.
+        "OMP_WAIT_POLICY": "PASSIVE",
         "PREFECT_API_URL": s.prefect.api_url,
         "MLFLOW_TRACKING_URI": s.mlflow.tracking_uri,
         "LAKEFS_ENDPOINT": s.lakefs.endpoint,

@@ -37,26 +37,9 @@ from sklearn.preprocessing import StandardScaler
 
 from lakeloop.spec import DatasetSpec
 from tasks.features import encode_labels, model_frame, numeric_matrix
+from tasks.tracking import Lineage  # one lineage type for training runs and ensembles
 
 MemberKind = Literal["xgboost", "logreg"]
-
-
-@dataclass(frozen=True)
-class Lineage:
-    """Where the training data came from; logged as tags on every run and model version."""
-
-    repository: str
-    branch: str
-    commit_id: str
-    spec_hash: str
-
-    def tags(self) -> dict[str, str]:
-        return {
-            "lakefs.repository": self.repository,
-            "lakefs.branch": self.branch,
-            "lakefs.commit_id": self.commit_id,
-            "lakeloop.spec_hash": self.spec_hash,
-        }
 
 
 @dataclass(frozen=True)
@@ -323,9 +306,12 @@ def build_candidates(
         if run_ctx is not None:
             mlflow.log_metrics({f"member.{m.name}.cv_auc": m.cv_auc for m in members})
             mlflow.log_metric("candidates.seconds", time.perf_counter() - t0)
-    finally:
+    except BaseException:
         if run_ctx is not None:
-            mlflow.end_run()
+            mlflow.end_run(status="FAILED")
+        raise
+    if run_ctx is not None:
+        mlflow.end_run()
     return CandidateSet(spec=spec, frame=df, y=y, folds=folds, members=members, lineage=lineage,
                         parent_run_id=parent_id, best_params=best, trials=len(study.trials))
 

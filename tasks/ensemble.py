@@ -470,7 +470,8 @@ def log_ensemble(
             run_ctx = mlflow.start_run(run_name="ensemble", tags=tags)
         with run_ctx as run:
             mlflow.log_metrics({"ensemble.cv_auc": plan.cv_auc, "ensemble.best_member_auc": plan.best_member_auc,
-                                "ensemble.all_members_auc": plan.all_members_auc})
+                                "ensemble.all_members_auc": plan.all_members_auc,
+                                "ensemble.nested_cv_auc": plan.nested_cv_auc})
             mlflow.log_dict(plan.__dict__, "ensemble_plan.json")
             cloudpickle.register_pickle_by_value(module)
             try:
@@ -494,6 +495,30 @@ def log_ensemble(
     client.update_model_version(name, mv.version, description=desc)
     client.set_registered_model_alias(name, "challenger", mv.version)
     return run_id, f"models:/{name}/{mv.version}", str(mv.version)
+
+
+def save_ensemble(candidates: Any, path: str | Path, *, voting: str = "weighted",
+                  plan: EnsemblePlan | None = None, example_rows: int = 5) -> EnsemblePlan:
+    """Write the same pyfunc `log_ensemble` logs to a local directory (no tracking server); for benches."""
+    import cloudpickle
+    import mlflow
+
+    spec = candidates.spec
+    plan = plan or select_members(candidates.members, candidates.y, voting, _threshold(spec), candidates.folds)
+    signature = model_signature(spec)
+    module = sys.modules[__name__]
+    with tempfile.TemporaryDirectory(prefix="lakeloop-ensemble-") as tmp:
+        artifacts = build_artifacts(candidates.members, plan, spec, Path(tmp))
+        cloudpickle.register_pickle_by_value(module)
+        try:
+            mlflow.pyfunc.save_model(
+                str(path), python_model=VotingEnsemble(plan.voting), artifacts=artifacts, signature=signature,
+                input_example=model_input(candidates.frame.head(example_rows), signature),
+                pip_requirements=pip_requirements(),
+            )
+        finally:
+            cloudpickle.unregister_pickle_by_value(module)
+    return plan
 
 
 def _threshold(spec: Any) -> float:

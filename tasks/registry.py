@@ -32,6 +32,9 @@ class AliasMove:
     previous: str | None
     changed: bool
 
+    def __str__(self) -> str:  # prints as the champion version (e.g. `lakeloop rollback`)
+        return self.champion
+
 
 def _client(client: MlflowClient | None) -> MlflowClient:
     return client or MlflowClient()

@@ -131,6 +131,7 @@ def test_candidates_share_folds_and_ensemble_beats_best_member(
 
     # MLflow: one parent run with the lineage, every member and the search nested under it
     client = MlflowClient()
+    assert cs.parent_run_id is not None
     parent = client.get_run(cs.parent_run_id)
     lin = cs.lineage.tags()
     assert {k: parent.data.tags.get(k) for k in lin} == lin

@@ -29,9 +29,18 @@ from tasks.synth import synth_batch
 
 # Loads and predicts with nothing of lakeloop (nor polars) importable: proves the pyfunc is self-contained.
 FRESH_SCRIPT = textwrap.dedent("""
+    import importlib.abc
     import sys
-    for blocked in ("tasks", "lakeloop", "infra", "flows", "polars"):
-        sys.modules[blocked] = None  # any import of these now raises ImportError
+
+    BLOCKED = {"tasks", "lakeloop", "infra", "flows", "polars"}
+
+    class Block(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] in BLOCKED:
+                raise ImportError(f"blocked in the fresh process: {name}")
+            return None
+
+    sys.meta_path.insert(0, Block())
     import mlflow.pyfunc
     import pandas as pd
     uri, inp, out = sys.argv[1:4]
