@@ -24,8 +24,6 @@ POSSIBLE_DRIFT = "POSSIBLE_DRIFT"
 NO_DRIFT = "NO_DRIFT"
 UNSCORED = "UNSCORED"
 
-DEFAULT_MIN_KS_STATISTIC = 0.01
-DEFAULT_MIN_CHI2_EFFECT = 0.01
 
 
 class ColumnDrift(BaseModel):
@@ -137,8 +135,8 @@ def detect_drift(
     scored features >= `min_drifted_share` or the drifted count >= `min_drifted_columns`.
     """
     s = settings or DriftSettings()
-    min_ks = float(getattr(s, "min_ks_statistic", DEFAULT_MIN_KS_STATISTIC))
-    min_w = float(getattr(s, "min_chi2_effect", DEFAULT_MIN_CHI2_EFFECT))
+    min_ks = s.min_ks_statistic
+    min_w = s.min_chi2_effect
     # model inputs and the label: free-text columns are profiled but drift by nature, and are no model input
     cols = [c for c in profiled_columns(spec) if c in spec.model_features or c == spec.label_column]
     algorithms = {c: algorithm_for(spec, c) for c in cols}
