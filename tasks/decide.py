@@ -22,6 +22,7 @@ class ModelRef(BaseModel):
     name: str
     version: str
     run_id: str
+    promoted: bool = False
     metrics: dict[str, float] = {}
 
 

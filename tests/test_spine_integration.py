@@ -64,7 +64,7 @@ def test_commits_drive_training_drift_and_quarantine(loop_env: Lake) -> None:
     c1 = _commit(lake, "001-baseline", synth_batch(ROWS, seed=1, start_id=0).data)
     o1 = on_commit(repository=repo, branch="main", commit_id=c1)
     assert o1.decision.reason == "first-model" and o1.model is not None and o1.model.version == "1"
-    assert o1.model.metrics["roc_auc"] > 0.7
+    assert o1.model.metrics["roc_auc"] > 0.7 and o1.model.promoted  # the first model becomes champion
 
     c2 = _commit(lake, "002-drifted", synth_batch(ROWS, seed=2, start_id=ROWS, covariate_drift=1.0).data)
     o2 = on_commit(repository=repo, branch="main", commit_id=c2)
