@@ -86,6 +86,9 @@ def main() -> None:
 
         # raw members: inputs encoded up front, only the predict calls are timed
         members = [cs.member(n) for n in plan.names]
+        for m in members:  # same threading as the pyfunc's loaded boosters (all cores)
+            if m.kind == "xgboost":
+                m.model.set_param({"nthread": 0})
         encoded = []
         for m in members:
             sub = _subspec(spec, m.features)
