@@ -52,6 +52,19 @@ class LabelStudioSettings(BaseSettings):
     password: str = "lakeloop-admin"
 
 
+class LabelingSettings(BaseSettings):
+    """How many rows a review round may send, and when the team's answers change a label."""
+
+    model_config = SettingsConfigDict(env_prefix="LAKELOOP_LABELING_", env_file=".env", extra="ignore")
+
+    budget: int = 300
+    project_title: str = "lakeloop label review"
+    # a label changes when this many annotators agree on a new class ...
+    min_annotators: int = 2
+    # ... or when one of these reviewers (e-mail) answers.
+    trusted_reviewers: list[str] = []
+
+
 class BridgeSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LAKELOOP_BRIDGE_", env_file=".env", extra="ignore")
 
@@ -92,6 +105,17 @@ class TrainSettings(BaseSettings):
     n_jobs: int = 2
 
 
+class EnsembleSettings(BaseSettings):
+    """Budget of the candidate search behind `build-ensemble`."""
+
+    model_config = SettingsConfigDict(env_prefix="LAKELOOP_ENSEMBLE_", env_file=".env", extra="ignore")
+
+    trials: int = 20
+    timeout_s: float = 300.0
+    folds: int = 5
+    voting: str = "weighted"  # hard | soft | weighted
+
+
 class Settings(BaseSettings):
     """Top-level settings; sub-sections read their own env prefixes."""
 
@@ -104,6 +128,8 @@ class Settings(BaseSettings):
     prefect: PrefectSettings = Field(default_factory=PrefectSettings)
     label_studio: LabelStudioSettings = Field(default_factory=LabelStudioSettings)
     bridge: BridgeSettings = Field(default_factory=BridgeSettings)
+    labeling: LabelingSettings = Field(default_factory=LabelingSettings)
+    ensemble: EnsembleSettings = Field(default_factory=EnsembleSettings)
     drift: DriftSettings = Field(default_factory=DriftSettings)
     train: TrainSettings = Field(default_factory=TrainSettings)
 

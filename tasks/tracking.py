@@ -374,6 +374,15 @@ def reference_version(name: str, settings: MLflowSettings | None = None) -> Any 
     return max(versions, key=lambda mv: int(mv.version))
 
 
+def log_profile(run_id: str, profile: bytes, settings: MLflowSettings | None = None) -> None:
+    """Attach a training-data profile to a run (any model that may become champion needs one)."""
+    c = client(settings)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / Path(PROFILE_ARTIFACT).name
+        path.write_bytes(profile)
+        c.log_artifact(run_id, str(path), artifact_path=str(Path(PROFILE_ARTIFACT).parent))
+
+
 def download_bytes(run_id: str, artifact_path: str, settings: MLflowSettings | None = None) -> bytes:
     c = client(settings)
     with tempfile.TemporaryDirectory() as tmp:

@@ -1,0 +1,62 @@
+"""Search candidates, vote them into one MLflow pyfunc, and let the gate decide whether it becomes champion."""
+
+from __future__ import annotations
+
+from prefect import flow, get_run_logger, task
+
+from flows.context import FlowContext
+from flows.reports import publish
+from lakeloop import events
+from tasks import dataset
+from tasks.candidates import build_candidates
+from tasks.decide import ModelRef
+from tasks.ensemble import log_ensemble
+from tasks.gate import run_gate
+from tasks.profiling import ProfileStore, dataset_profile, to_bytes
+from tasks.registry import apply_gate
+from tasks.tracking import Lineage, log_profile
+
+search = task(name="search-candidates")(build_candidates)
+package = task(name="log-voting-ensemble")(log_ensemble)
+gate = task(name="challenger-gate")(run_gate)
+
+
+@flow(name="build-ensemble", log_prints=True)
+def build_ensemble(repository: str, commit_id: str = "main") -> ModelRef:
+    log = get_run_logger()
+    ctx = FlowContext.load(repository)
+    commit_id = ctx.lake.head(commit_id)
+
+    data, checks = dataset.training_set(ctx.lake, ctx.spec, commit_id)
+    train_rows, holdout = dataset.split_holdout(data, ctx.spec)
+    lineage = Lineage(repository=ctx.settings.lakefs.repository, branch=ctx.settings.lakefs.default_branch,
+                      commit_id=commit_id, spec_hash=ctx.spec.spec_hash())
+    e = ctx.settings.ensemble
+    candidates = search(train_rows, ctx.spec, lineage, n_trials=e.trials, timeout_s=e.timeout_s, n_folds=e.folds,
+                        n_jobs=ctx.settings.train.n_jobs, experiment=ctx.settings.mlflow.experiment)
+    run_id, _, version = package(candidates, name=ctx.model_name, voting=e.voting,
+                                 description=f"voted ensemble on {lineage.repository}@{commit_id[:12]}")
+    # the training profile travels with the model: once champion, it is the drift reference
+    profile, _ = dataset_profile([(c.obj.checksum, c.valid_rows) for c in checks],
+                                 ProfileStore.for_spec(ctx.settings.home, ctx.spec), ctx.spec)
+    log_profile(run_id, to_bytes(profile))
+
+    verdict = gate(ctx.model_name, version, holdout, commit_id, ctx.spec)
+    decision = apply_gate(verdict)
+    log.info("ensemble v%s: gate %s (%s)", version, "passed" if verdict.passed else "failed",
+             "; ".join(verdict.reasons) or "all checks pass")
+    publish("ensemble", _markdown(candidates, version, verdict.passed, verdict.reasons))
+    events.emit(events.MODEL_PROMOTED if decision.promoted else events.MODEL_REGISTERED,
+                events.model_resource(ctx.model_name),
+                {"model_name": ctx.model_name, "version": version, "run_id": run_id, "kind": "ensemble",
+                 "repository": lineage.repository, "commit_id": commit_id, "branch": lineage.branch,
+                 "reason": "ensemble"})
+    return ModelRef(name=ctx.model_name, version=version, run_id=run_id, promoted=decision.promoted,
+                    metrics={"roc_auc": float(verdict.auc or 0.0)})
+
+
+def _markdown(candidates: object, version: str, passed: bool, reasons: list[str]) -> str:
+    members = getattr(candidates, "members", [])
+    rows = "\n".join(f"| {m.name} | {m.cv_auc:.4f} |" for m in members if hasattr(m, "cv_auc"))
+    verdict = "promoted to `champion`" if passed else "stays `challenger`: " + "; ".join(reasons)
+    return f"## Ensemble v{version}: {verdict}\n\n| member | CV AUC |\n|---|---:|\n{rows}\n"

@@ -1,0 +1,55 @@
+"""Watch the champion: input and prediction drift against its training data, and decay once labels arrive."""
+
+from __future__ import annotations
+
+import polars as pl
+from prefect import flow, get_run_logger, task
+
+from flows.context import FlowContext
+from flows.reports import publish
+from lakeloop import events
+from tasks import dataset
+from tasks.inference import batch_inference as predict
+from tasks.monitoring import MonitorReport
+from tasks.monitoring import monitor as compare
+from tasks.profiling import from_bytes
+from tasks.tracking import latest_training_reference, load_oof, load_training_summary
+
+check = task(name="compare-with-training")(compare)
+
+
+@flow(name="monitor", log_prints=True)
+def monitor(repository: str, ref: str = "main") -> MonitorReport:
+    """`recent` is the batch the latest commit at `ref` brought; its labels, when present, measure decay."""
+    log = get_run_logger()
+    ctx = FlowContext.load(repository)
+    commit = ctx.lake.head(ref)
+    reference = latest_training_reference(ctx.model_name)
+    if reference is None:
+        raise RuntimeError(f"no {ctx.model_name} model yet: nothing to monitor")
+    recent = dataset.commit_batch(ctx.lake, ctx.spec, commit).valid
+    if recent.height == 0:
+        recent, _ = dataset.training_set(ctx.lake, ctx.spec, commit)
+
+    preds = predict(recent, f"models:/{ctx.model_name}/{reference.version}", id_column=ctx.spec.id_column)
+    oof = load_oof(reference.run_id)
+    positive = f"proba_{ctx.spec.positive}"
+    reference_preds = oof.select(pl.col(positive).alias("probability")) if positive in oof.columns else None
+    labels = recent.select([ctx.spec.id_column, ctx.spec.label_column]).drop_nulls()
+    auc_ref = load_training_summary(reference.run_id).get("metrics", {}).get("roc_auc")
+
+    report = check(recent, from_bytes(reference.profile), ctx.spec,
+                   recent_predictions=preds.select([ctx.spec.id_column, "probability"]),
+                   reference_predictions=reference_preds,
+                   labels=labels if labels.height else None, auc_reference=auc_ref,
+                   drift_settings=ctx.settings.drift)
+    log.info("monitor %s v%s on %s: %s", ctx.model_name, reference.version, commit[:12],
+             "; ".join(report.reasons) or "no drift")
+    publish("monitor", "## Monitor: " + ("**drift detected**" if report.drift_detected else "no drift") + "\n\n"
+            + "\n".join(f"- {r}" for r in report.reasons) + "\n\n"
+            + (report.input_drift.to_markdown() if report.input_drift else ""))
+    if report.drift_detected:
+        events.emit(events.DRIFT_DETECTED, events.dataset_resource(ctx.settings.lakefs.repository),
+                    {"repository": ctx.settings.lakefs.repository, "branch": ref, "commit_id": commit,
+                     "reasons": report.reasons, "source": "monitor"})
+    return report

@@ -1,0 +1,85 @@
+"""After training: send the rows whose labels look wrong or ambiguous to the labeling team."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+from prefect import flow, get_run_logger, task
+from pydantic import BaseModel
+
+from flows.context import FlowContext
+from flows.reports import publish
+from tasks import dataset
+from tasks.corrections import new_round_id
+from tasks.label_issues import LabelIssue, ReviewLedger, rank_label_issues, row_hashes, select_budget
+from tasks.labeling import LabelStudioAdapter
+from tasks.tracking import load_oof
+
+load_training_set = task(name="load-training-set")(dataset.training_set)
+rank = task(name="rank-label-issues")(rank_label_issues)
+
+
+class RelabelRequest(BaseModel):
+    round_id: str
+    project_id: int
+    candidates: int
+    selected: int
+    created: int
+    existing: int
+    queued: int
+
+
+@flow(name="request-relabel", log_prints=True)
+def request_relabel(repository: str, commit_id: str, run_id: str, budget: int | None = None) -> RelabelRequest:
+    log = get_run_logger()
+    ctx = FlowContext.load(repository)
+    budget = ctx.settings.labeling.budget if budget is None else budget
+
+    oof = load_oof(run_id)  # leakage-free: each row scored by a model that never saw it
+    data, _ = load_training_set(ctx.lake, ctx.spec, commit_id)
+    proba_cols = [c for c in oof.columns if c.startswith("proba_")]
+    proba = oof.select(proba_cols).to_numpy()
+    ids = oof.get_column(ctx.spec.id_column).to_list()
+    issues = rank(ids, oof.get_column("label_index").to_numpy(), proba, threshold=ctx.spec.business_threshold)
+
+    hashes = row_hashes(data, ctx.spec)
+    ledger = ReviewLedger.at(ctx.settings.state_dir)
+    chosen = select_budget(issues, budget, ledger=ledger, row_hashes=hashes)
+    rows, predictions = _rows_for(chosen, data, oof, proba_cols, ctx.spec.id_column)
+
+    round_id = new_round_id()
+    ls = LabelStudioAdapter.from_settings(ctx.settings)
+    project = ls.ensure_project(ctx.spec, ctx.settings.labeling.project_title)
+    ls.register_webhook(project, f"{ctx.settings.bridge.url}/label-studio/events",
+                        {"X-Lakeloop-Token": ctx.settings.bridge.secret})
+    sent = ls.send_tasks(project, rows, ctx.spec, predictions, model_version=run_id, round_id=round_id)
+    ledger.mark({i.id: hashes[i.id] for i in chosen if i.id in hashes}, round_id)
+    log.info("round %s: %d candidates, %d sent to project %d (%d queued while Label Studio is away)",
+             round_id, len(issues), len(sent.created), project, sent.queued)
+
+    publish("label-review", _markdown(ctx, project, chosen, round_id))
+    return RelabelRequest(round_id=round_id, project_id=project, candidates=len(issues), selected=len(chosen),
+                          created=len(sent.created), existing=len(sent.existing), queued=sent.queued)
+
+
+def _rows_for(chosen: list[LabelIssue], data: pl.DataFrame, oof: pl.DataFrame, proba_cols: list[str],
+              id_column: str) -> tuple[pl.DataFrame, np.ndarray]:
+    """The chosen rows (in ranking order) and their out-of-fold probabilities as pre-annotations."""
+    order = pl.DataFrame({id_column: [i.id for i in chosen], "_rank": list(range(len(chosen)))},
+                         schema={id_column: pl.Utf8, "_rank": pl.Int64})
+    rows = order.join(data.with_columns(pl.col(id_column).cast(pl.Utf8)), on=id_column, how="inner")
+    rows = rows.join(oof.select([id_column, *proba_cols]), on=id_column, how="left").sort("_rank")
+    return rows.drop(["_rank", *proba_cols]), rows.select(proba_cols).to_numpy()
+
+
+def _markdown(ctx: FlowContext, project: int, chosen: list[LabelIssue], round_id: str) -> str:
+    url = f"{ctx.settings.label_studio.url}/projects/{project}/data"
+    lines = [f"## Label review round `{round_id}`: {len(chosen)} rows sent", "",
+             f"[Open the project in Label Studio]({url})", "",
+             "| id | given | suggested | p(given) | score | reasons |", "|---|---|---|---:|---:|---|"]
+    for i in chosen[:25]:
+        lines.append(f"| {i.id} | {i.given_label} | {i.suggested_label} | {i.p_given:.2f} | {i.score:.3f} | "
+                     f"{', '.join(str(r) for r in i.reasons)} |")
+    if len(chosen) > 25:
+        lines.append(f"| … {len(chosen) - 25} more | | | | | |")
+    return "\n".join(lines) + "\n"
