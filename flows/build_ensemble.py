@@ -46,11 +46,10 @@ def build_ensemble(repository: str, commit_id: str = "main") -> ModelRef:
     log.info("ensemble v%s: gate %s (%s)", version, "passed" if verdict.passed else "failed",
              "; ".join(verdict.reasons) or "all checks pass")
     publish("ensemble", _markdown(candidates, version, verdict.passed, verdict.reasons))
-    events.emit(events.MODEL_PROMOTED if decision.promoted else events.MODEL_REGISTERED,
-                events.model_resource(ctx.model_name),
-                {"model_name": ctx.model_name, "version": version, "run_id": run_id, "kind": "ensemble",
-                 "repository": lineage.repository, "commit_id": commit_id, "branch": lineage.branch,
-                 "reason": "ensemble"})
+    if decision.promoted:  # not `model.registered`: that starts a relabel round, which needs a single model's OOF
+        events.emit(events.MODEL_PROMOTED, events.model_resource(ctx.model_name),
+                    {"model_name": ctx.model_name, "version": version, "run_id": run_id, "kind": "ensemble",
+                     "repository": lineage.repository, "commit_id": commit_id, "branch": lineage.branch})
     return ModelRef(name=ctx.model_name, version=version, run_id=run_id, promoted=decision.promoted,
                     metrics={"roc_auc": float(verdict.auc or 0.0)})
 

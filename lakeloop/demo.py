@@ -29,35 +29,41 @@ class DemoBatch:
     name: str
     frame: pl.DataFrame
     note: str
+    truth: pl.DataFrame | None = None  # the generator's true labels: only the simulated annotator reads them
 
 
-def mixed_batch(rows: int, *, seed: int, start_id: int, invalid_rate: float = 0.0,
-                label_noise: float = 0.0) -> pl.DataFrame:
-    """Half old population, half drifted: the population a model trained on baseline + drifted data knows."""
+def mixed(rows: int, *, seed: int, start_id: int, invalid_rate: float = 0.0,
+          label_noise: float = 0.0) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Half old population, half drifted (data, truth): what a model trained on baseline + drifted data knows."""
     from tasks.synth import synth_batch
 
     half = rows // 2
     old = synth_batch(half, seed=seed, start_id=start_id, invalid_rate=invalid_rate, label_noise=label_noise)
     new = synth_batch(rows - half, seed=seed + 1, start_id=start_id + half, covariate_drift=1.0,
                       invalid_rate=invalid_rate, label_noise=label_noise)
-    return pl.concat([old.data, new.data], how="vertical_relaxed")
+    return (pl.concat([old.data, new.data], how="vertical_relaxed"),
+            pl.concat([old.truth, new.truth], how="vertical_relaxed"))
+
+
+def mixed_batch(rows: int, *, seed: int, start_id: int, invalid_rate: float = 0.0,
+                label_noise: float = 0.0) -> pl.DataFrame:
+    return mixed(rows, seed=seed, start_id=start_id, invalid_rate=invalid_rate, label_noise=label_noise)[0]
 
 
 def churn_batches(rows: int = 5000, label_noise: float = 0.08) -> list[DemoBatch]:
     """Baseline, drifted, clean and invalid batches, as the README's demo describes."""
     from tasks.synth import synth_batch
 
+    base = synth_batch(rows, seed=100, start_id=0, label_noise=label_noise)
+    drifted = synth_batch(rows, seed=200, start_id=rows, covariate_drift=1.0, label_noise=label_noise)
+    clean = mixed(rows, seed=300, start_id=2 * rows, label_noise=label_noise)
+    invalid = mixed(rows, seed=400, start_id=3 * rows, invalid_rate=0.05, label_noise=label_noise)
     return [
-        DemoBatch("baseline", synth_batch(rows, seed=100, start_id=0, label_noise=label_noise).data,
-                  "first data: trains v1"),
-        DemoBatch("drifted", synth_batch(rows, seed=200, start_id=rows, covariate_drift=1.0,
-                                         label_noise=label_noise).data,
-                  "covariate drift (more month-to-month, fiber, higher charges): retrains"),
-        DemoBatch("clean", mixed_batch(rows, seed=300, start_id=2 * rows, label_noise=label_noise),
-                  "the population the current model learned from: no retrain"),
-        DemoBatch("invalid", mixed_batch(rows, seed=400, start_id=3 * rows, invalid_rate=0.05,
-                                         label_noise=label_noise),
-                  "5% invalid rows: quarantined with reasons, 95% land"),
+        DemoBatch("baseline", base.data, "first data: trains v1", base.truth),
+        DemoBatch("drifted", drifted.data, "covariate drift (more month-to-month, fiber, higher charges): retrains",
+                  drifted.truth),
+        DemoBatch("clean", clean[0], "the population the current model learned from: no retrain", clean[1]),
+        DemoBatch("invalid", invalid[0], "5% invalid rows: quarantined with reasons, 95% land", invalid[1]),
     ]
 
 
@@ -126,6 +132,7 @@ def run_demo(settings: Settings, console: Console, *, data: Path | None, spec_pa
 
     table = Table("batch", "commit", "rows", "valid", "quarantined", "decision", "drifted columns", "model", "AUC",
                   title="lakeloop demo")
+    last_model = None
     for i, batch in enumerate(demo_batches, start=1):
         console.rule(f"commit {i}: {batch.name} — {batch.note}")
         commit_id = commit_batch(lake, branch, batch, i)
@@ -133,11 +140,14 @@ def run_demo(settings: Settings, console: Console, *, data: Path | None, spec_pa
         outcome = run_result(run)
         _add_row(table, batch, commit_id, run, outcome)
         console.print(f"  on-commit run {run['name']}: {run['state']['type']}")
+        if getattr(outcome, "model", None) is not None:
+            last_model = outcome.model
     console.print(table)
-    if label_round:
+    truths = [b.truth for b in demo_batches if b.truth is not None]
+    if label_round and last_model is not None and truths:
         from lakeloop.demo_labels import run_label_round
 
-        run_label_round(settings, console, lake, spec)
+        run_label_round(settings, console, last_model.run_id, pl.concat(truths, how="vertical_relaxed"))
     console.rule("where to look")
     print_urls(stack, console)
     console.print("lineage: [bold]lakeloop lineage <commit-id>[/] or [bold]lakeloop lineage churn@1[/]")

@@ -102,14 +102,22 @@ def _rt_frame(cols: dict[str, np.ndarray], spec: dict[str, Any], features: list[
 
 def _rt_matrix(cols: dict[str, np.ndarray], spec: dict[str, Any], features: list[str], n: int) -> np.ndarray:
     types = _rt_feature_types(spec)
-    parts: list[np.ndarray] = []
+    width = sum(len(types[f]["categories"]) if types[f]["type"] == "categorical" else 1 for f in features)
+    out = np.zeros((n, width), dtype="float64")
+    rows = np.arange(n)
+    j = 0
     for name in features:
         f = types[name]
         if f["type"] == "categorical":
-            parts.append(cols[name][:, None] == np.arange(len(f["categories"]))[None, :])
+            codes = cols[name]
+            known = codes >= 0
+            out[rows[known], j + codes[known]] = 1.0
+            j += len(f["categories"])
         else:
-            parts.append(np.nan_to_num(cols[name], nan=0.0)[:, None])
-    return np.hstack(parts).astype("float64", copy=False) if parts else np.empty((n, 0))
+            out[:, j] = cols[name]
+            j += 1
+    np.nan_to_num(out, copy=False, nan=0.0)
+    return out
 
 
 def rt_model_frame(frame: pd.DataFrame, spec: dict[str, Any], features: list[str]) -> pd.DataFrame:
@@ -223,7 +231,7 @@ class VotingEnsemble(PythonModel):
         labels, proba = vote(probas, [e["weight"] for e, _ in self.members], voting, man["threshold"])
         classes = man["classes"]
         out = pd.DataFrame({
-            "label": np.asarray(classes, dtype=object)[labels],
+            "label": pd.Categorical.from_codes(labels, categories=classes),
             "probability": proba[:, classes.index(man["positive"])],
         })
         if k > 2:

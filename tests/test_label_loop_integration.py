@@ -1,0 +1,101 @@
+"""One full data-centric round through the flows, on real servers.
+
+10% label noise on 5,000 synthetic rows → training → request-relabel sends 300 tasks to
+Label Studio → a simulated reviewer answers through Label Studio's API → ingest-labels
+merges the corrections into main → on-commit sees changed labels and retrains.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import polars as pl
+import pytest
+
+from lakeloop.settings import get_settings
+from tasks.lake import Lake
+from tasks.synth import synth_batch
+
+pytestmark = pytest.mark.integration
+
+ROWS = 5000
+BUDGET = 300
+REVIEWER = "reviewer@lakeloop.test"
+
+
+@pytest.fixture
+def loop_env(lakefs_server, mlflow_server, prefect_server, label_studio, tmp_path,  # type: ignore[no-untyped-def]
+             monkeypatch: pytest.MonkeyPatch) -> Iterator[Lake]:
+    repo = f"labels-{uuid.uuid4().hex[:8]}"
+    env = {
+        "LAKEFS_ENDPOINT": lakefs_server.endpoint,
+        "LAKEFS_ACCESS_KEY_ID": lakefs_server.access_key_id,
+        "LAKEFS_SECRET_ACCESS_KEY": lakefs_server.secret_access_key,
+        "LAKEFS_REPOSITORY": repo,
+        "LAKEFS_STORAGE_NAMESPACE": f"local://{repo}",
+        "MLFLOW_TRACKING_URI": mlflow_server,
+        "MLFLOW_MODEL_NAME": f"churn-{repo}",
+        "MLFLOW_EXPERIMENT": f"lakeloop-{repo}",
+        "LABEL_STUDIO_URL": label_studio.url,
+        "LABEL_STUDIO_API_TOKEN": label_studio.token,
+        "LAKELOOP_LABELING_PROJECT_TITLE": f"review {repo}",
+        "LAKELOOP_LABELING_TRUSTED_REVIEWERS": f'["{REVIEWER}"]',
+        "LAKELOOP_HOME": str(tmp_path / "home"),
+        "LAKELOOP_TRAIN_FOLDS": "3",
+        "LAKELOOP_TRAIN_N_ESTIMATORS": "150",
+    }
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    get_settings.cache_clear()
+    lake = Lake(get_settings().lakefs)
+    lake.ensure_repository()
+    yield lake
+    get_settings.cache_clear()
+
+
+def test_review_round_closes_the_loop(loop_env: Lake) -> None:
+    from flows.ingest_labels import ingest_labels
+    from flows.on_commit import on_commit
+    from flows.request_relabel import request_relabel
+    from lakeloop.spec import DatasetSpec
+    from tasks import dataset
+    from tasks.annotator import SimulatedAnnotator
+    from tasks.labeling import LabelStudioAdapter
+
+    lake, settings = loop_env, get_settings()
+    spec = DatasetSpec.from_yaml(settings.spec_path)
+    batch = synth_batch(ROWS, seed=7, label_noise=0.10)
+    lake.write_frame("main", "data/001.parquet", batch.data)
+    c1 = lake.commit("main", "noisy batch")
+    first = on_commit(repository=lake.settings.repository, branch="main", commit_id=c1)
+    assert first.model is not None
+
+    req = request_relabel(repository=lake.settings.repository, commit_id=c1, run_id=first.model.run_id,
+                          budget=BUDGET)
+    assert req.selected == BUDGET and req.created == BUDGET and req.queued == 0
+    again = request_relabel(repository=lake.settings.repository, commit_id=c1, run_id=first.model.run_id,
+                            budget=BUDGET)
+    assert again.created == 0, "rows already reviewed are not sent again"
+
+    truth = dict(zip(batch.truth["customer_id"].to_list(), batch.truth["true_label"].to_list(), strict=True))
+    adapter = LabelStudioAdapter.from_settings(settings)
+    SimulatedAnnotator(adapter, spec, REVIEWER, error_rate=0.0, seed=3).annotate(req.project_id, truth)
+
+    intake = ingest_labels(project_id=req.project_id, repository=lake.settings.repository)
+    assert intake.annotations >= BUDGET and intake.merge_commit is not None
+    noisy_sent = intake.corrections
+    assert noisy_sent >= 0.5 * BUDGET, "most rows sent were truly mislabeled"
+    merged = lake.commit_info(intake.merge_commit)
+    assert merged.metadata["lakeloop.kind"] == "label-corrections" and len(merged.parents) == 2
+
+    data, _ = dataset.training_set(lake, spec, intake.merge_commit)
+    fixed = data.join(batch.truth.select(["customer_id", "true_label"]), on="customer_id")
+    errors = fixed.filter(pl.col("churn") != pl.col("true_label")).height
+    assert errors == batch.truth["is_noisy"].sum() - noisy_sent  # every correction fixed a noisy label
+
+    assert ingest_labels(project_id=req.project_id, repository=lake.settings.repository).corrections == 0
+
+    retrain = on_commit(repository=lake.settings.repository, branch="main", commit_id=intake.merge_commit)
+    assert retrain.decision.reason == "labels-changed" and retrain.model is not None
+    assert retrain.model.version == "2"
