@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from prefect import flow, get_run_logger, task
+from prefect import flow, get_run_logger
 from pydantic import BaseModel
 
-from flows.context import FlowContext
+from flows.context import FlowContext, step
 from flows.reports import publish
 from lakeloop import events
 from tasks import dataset
@@ -15,7 +15,7 @@ from tasks.profiling import to_bytes
 
 PREDICTIONS_BRANCH = "predictions"
 
-score = task(name="score-with-champion")(predict)
+score = step("score-with-champion", predict)
 
 
 class InferenceOutcome(BaseModel):

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from prefect import flow, get_run_logger, task
+from prefect import flow, get_run_logger
 
-from flows.context import FlowContext
+from flows.context import FlowContext, step
 from flows.reports import publish
 from lakeloop import events
 from tasks import dataset
@@ -16,9 +16,9 @@ from tasks.profiling import ProfileStore, dataset_profile, to_bytes
 from tasks.registry import apply_gate
 from tasks.tracking import Lineage, log_profile
 
-search = task(name="search-candidates")(build_candidates)
-package = task(name="log-voting-ensemble")(log_ensemble)
-gate = task(name="challenger-gate")(run_gate)
+search = step("search-candidates", build_candidates)
+package = step("log-voting-ensemble", log_ensemble)
+gate = step("challenger-gate", run_gate)
 
 
 @flow(name="build-ensemble", log_prints=True)

@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
+from typing import ParamSpec, TypeVar
+
+from prefect import Task, task
+from prefect.cache_policies import NO_CACHE
 
 from lakeloop.settings import Settings, get_settings
 from lakeloop.spec import DatasetSpec
 from tasks.lake import Lake
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def step(name: str, fn: Callable[P, R]) -> Task[P, R]:
+    """A plain task function as a Prefect task. No input caching: inputs are live clients and frames, and
+    every step reads lakeFS at an immutable commit anyway."""
+    return task(name=name, cache_policy=NO_CACHE)(fn)
 
 
 @dataclass

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import polars as pl
-from prefect import flow, get_run_logger, task
+from prefect import flow, get_run_logger
 
-from flows.context import FlowContext
+from flows.context import FlowContext, step
 from flows.reports import publish
 from lakeloop import events
 from tasks import dataset
@@ -15,7 +15,7 @@ from tasks.monitoring import monitor as compare
 from tasks.profiling import from_bytes
 from tasks.tracking import latest_training_reference, load_oof, load_training_summary
 
-check = task(name="compare-with-training")(compare)
+check = step("compare-with-training", compare)
 
 
 @flow(name="monitor", log_prints=True)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from prefect import flow, get_run_logger, task
+from prefect import flow, get_run_logger
 
-from flows.context import FlowContext
+from flows.context import FlowContext, step
 from flows.reports import decision_markdown, publish, validation_markdown
 from flows.retrain import retrain
 from tasks import dataset, decide, quarantine_branch
@@ -12,11 +12,11 @@ from tasks.drift import detect_drift
 from tasks.profiling import ProfileStore, dataset_profile, from_bytes
 from tasks.tracking import latest_training_reference
 
-check_commit = task(name="validate-commit")(dataset.commit_batch)
-quarantine_rows = task(name="quarantine-invalid-rows")(quarantine_branch.quarantine_invalid)
-profile_batch = task(name="profile-batch")(dataset_profile)
-reference_profile = task(name="reference-profile")(latest_training_reference)
-compare = task(name="detect-drift")(detect_drift)
+check_commit = step("validate-commit", dataset.commit_batch)
+quarantine_rows = step("quarantine-invalid-rows", quarantine_branch.quarantine_invalid)
+profile_batch = step("profile-batch", dataset_profile)
+reference_profile = step("reference-profile", latest_training_reference)
+compare = step("detect-drift", detect_drift)
 
 
 @flow(name="on-commit", log_prints=True)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import polars as pl
-from prefect import flow, get_run_logger, task
+from prefect import flow, get_run_logger
 from pydantic import BaseModel
 
-from flows.context import FlowContext
+from flows.context import FlowContext, step
 from flows.reports import publish
 from tasks import dataset
 from tasks.corrections import new_round_id
@@ -15,8 +15,8 @@ from tasks.label_issues import LabelIssue, ReviewLedger, rank_label_issues, row_
 from tasks.labeling import LabelStudioAdapter
 from tasks.tracking import load_oof
 
-load_training_set = task(name="load-training-set")(dataset.training_set)
-rank = task(name="rank-label-issues")(rank_label_issues)
+load_training_set = step("load-training-set", dataset.training_set)
+rank = step("rank-label-issues", rank_label_issues)
 
 
 class RelabelRequest(BaseModel):

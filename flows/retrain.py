@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from prefect import flow, get_run_logger, task
+from prefect import flow, get_run_logger
 
-from flows.context import FlowContext
+from flows.context import FlowContext, step
 from flows.reports import publish
 from lakeloop import events
 from tasks import dataset
@@ -15,11 +15,11 @@ from tasks.registry import apply_gate
 from tasks.tracking import Lineage, log_training, oof_frame
 from tasks.train import train_xgb
 
-load_training_set = task(name="load-training-set")(dataset.training_set)
-profile_training_set = task(name="profile-training-set")(dataset_profile)
-train = task(name="train-xgboost")(train_xgb)
-log_model = task(name="log-to-mlflow")(log_training)
-gate = task(name="challenger-gate")(run_gate)
+load_training_set = step("load-training-set", dataset.training_set)
+profile_training_set = step("profile-training-set", dataset_profile)
+train = step("train-xgboost", train_xgb)
+log_model = step("log-to-mlflow", log_training)
+gate = step("challenger-gate", run_gate)
 
 
 @flow(name="retrain", log_prints=True)

@@ -28,7 +28,7 @@ import httpx
 from prefect.events import Event, emit_event
 from prefect.events.worker import EventsWorker
 from prefect.settings import PREFECT_API_URL, get_current_settings
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 # ---- event names -------------------------------------------------------------
 LAKEFS_COMMIT_CREATED = "lakefs.commit.created"
@@ -90,11 +90,15 @@ def labels_resource(project_id: int | None) -> dict[str, str]:
 
 # ---- payloads ------------------------------------------------------------------
 class _Payload(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """Fields prefect.yaml templates read are declared; emitters may add more (kept as-is)."""
+
+    model_config = ConfigDict(extra="allow")
 
 
 class CommitPayload(_Payload):
-    """lakefs.commit.created / lakefs.merge.completed; prefect.yaml maps these to on_commit."""
+    """lakefs.commit.created / lakefs.merge.completed -> on_commit(repository, branch, commit_id)."""
+
+    model_config = ConfigDict(extra="forbid")
 
     repository: str
     branch: str
@@ -109,44 +113,49 @@ class CommitPayload(_Payload):
 
 
 class DriftPayload(_Payload):
-    """lakeloop.drift.detected -> retrain(repository, branch, commit_id, reason)."""
+    """lakeloop.drift.detected -> retrain(repository, branch, commit_id, reason).
+
+    prefect.yaml passes `reason`, else the `reasons` joined, else "drift detected".
+    """
 
     repository: str
     branch: str
     commit_id: str
-    reason: str
+    reason: str | None = None
+    reasons: list[str] = Field(default_factory=list)
     drifted_columns: list[str] = Field(default_factory=list)
-    run_id: str | None = None
+    source: str | None = None
 
 
 class LabelsPayload(_Payload):
     """lakeloop.labels.ready -> ingest_labels(project_id)."""
 
-    project_id: int | None
+    project_id: int
     annotation_id: int
     task_id: int | None = None
     action: str
 
 
 class ModelRegisteredPayload(_Payload):
-    """lakeloop.model.registered -> build_ensemble(repository, commit_id) and request_relabel(...)."""
+    """lakeloop.model.registered -> build_ensemble(repository, commit_id) and request_relabel(..., run_id)."""
 
     repository: str
     commit_id: str
     run_id: str
     model_name: str
-    version: str
+    version: str | int
     branch: str | None = None
     reason: str | None = None
 
 
 class ModelPromotedPayload(_Payload):
-    """lakeloop.model.promoted -> batch_inference(repository, ref)."""
+    """lakeloop.model.promoted -> batch_inference(repository, ref); ref defaults to "main"."""
 
     repository: str
-    ref: str
     model_name: str
-    version: str
+    version: str | int
+    ref: str | None = None
+    commit_id: str | None = None
     alias: str = "champion"
 
 
@@ -155,7 +164,6 @@ class InferenceCompletedPayload(_Payload):
 
     repository: str
     ref: str
-    predictions_path: str = ""
 
 
 # Which payload model each event carries (prefect.yaml templates read these fields).
@@ -171,6 +179,18 @@ PAYLOADS: dict[str, type[BaseModel]] = {
 
 
 # ---- building and sending ----------------------------------------------------------
+def payload_dict(event: str, payload: BaseModel | dict[str, Any]) -> dict[str, Any]:
+    """JSON payload of `event`, checked against its model in PAYLOADS (a missing field that a
+    prefect.yaml template reads would otherwise only surface as a run that never starts)."""
+    model = PAYLOADS.get(event)
+    if model is not None and not isinstance(payload, model):
+        try:
+            payload = model.model_validate(payload.model_dump() if isinstance(payload, BaseModel) else payload)
+        except ValidationError as e:
+            raise EmitError(f"{event}: payload does not match {model.__name__}: {e}") from e
+    return payload.model_dump(mode="json") if isinstance(payload, BaseModel) else dict(payload)
+
+
 def commit_event_id(event: str, repository: str, commit_id: str) -> uuid.UUID:
     return uuid.uuid5(_EVENT_NS, f"{event}:{repository}:{commit_id}")
 
@@ -184,7 +204,7 @@ def build_event(
     related: list[dict[str, str]] | None = None,
     occurred: datetime | None = None,
 ) -> Event:
-    data = payload.model_dump(mode="json") if isinstance(payload, BaseModel) else dict(payload)
+    data = payload_dict(event, payload)
     fields: dict[str, Any] = {"event": event, "resource": resource, "payload": data, "related": related or [],
                               "occurred": occurred or datetime.now(UTC)}
     if event_id is not None:
@@ -228,7 +248,7 @@ def emit(
     wait: bool = True,
 ) -> Event:
     """Emit through `prefect.events.emit_event`; with `wait`, block until the worker sent it."""
-    data = payload.model_dump(mode="json") if isinstance(payload, BaseModel) else dict(payload)
+    data = payload_dict(event, payload)
     kwargs: dict[str, Any] = {}
     if event_id is not None:
         kwargs["id"] = event_id

@@ -103,21 +103,39 @@ def _rt_frame(cols: dict[str, np.ndarray], spec: dict[str, Any], features: list[
 def _rt_matrix(cols: dict[str, np.ndarray], spec: dict[str, Any], features: list[str], n: int) -> np.ndarray:
     types = _rt_feature_types(spec)
     width = sum(len(types[f]["categories"]) if types[f]["type"] == "categorical" else 1 for f in features)
-    out = np.zeros((n, width), dtype="float64")
-    rows = np.arange(n)
+    out = np.empty((n, width), dtype="float64", order="F")  # column-major: every write below is contiguous
     j = 0
     for name in features:
         f = types[name]
         if f["type"] == "categorical":
             codes = cols[name]
-            known = codes >= 0
-            out[rows[known], j + codes[known]] = 1.0
+            for k in range(len(f["categories"])):
+                np.equal(codes, k, out=out[:, j + k], casting="unsafe")
             j += len(f["categories"])
         else:
-            out[:, j] = cols[name]
+            c = cols[name]
+            np.copyto(out[:, j], c)
+            out[np.isnan(c), j] = 0.0
             j += 1
-    np.nan_to_num(out, copy=False, nan=0.0)
     return out
+
+
+def _rt_xgb_matrix(cols: dict[str, np.ndarray], spec: dict[str, Any], features: list[str], n: int) -> np.ndarray:
+    """Dense float32 input for a categorical-aware Booster: category codes as numbers, NaN when missing.
+
+    The booster stores which columns are categorical (trained on `model_frame`'s pandas
+    categoricals, whose codes are the spec's category positions), so the codes can be passed
+    as plain numbers: identical predictions, without building pandas categoricals per call.
+    """
+    types = _rt_feature_types(spec)
+    parts: list[np.ndarray] = []
+    for name in features:
+        c = cols[name]
+        if types[name]["type"] == "categorical":
+            parts.append(np.where(c < 0, np.nan, c).astype("float32"))
+        else:
+            parts.append(c.astype("float32"))
+    return np.column_stack(parts) if parts else np.empty((n, 0), dtype="float32")
 
 
 def rt_model_frame(frame: pd.DataFrame, spec: dict[str, Any], features: list[str]) -> pd.DataFrame:
@@ -134,7 +152,7 @@ def rt_member_proba(kind: str, model: Any, cols: dict[str, np.ndarray], spec: di
                     features: list[str], n_classes: int, n_rows: int) -> np.ndarray:
     """Class-probability matrix (n, k) of one member, from columns decoded by `rt_columns`."""
     if kind == "xgboost":
-        raw = np.asarray(model.inplace_predict(_rt_frame(cols, spec, features)), dtype="float64")
+        raw = np.asarray(model.inplace_predict(_rt_xgb_matrix(cols, spec, features, n_rows)), dtype="float64")
     elif kind == "logreg":
         raw = np.asarray(model.predict_proba(_rt_matrix(cols, spec, features, n_rows)), dtype="float64")
     else:

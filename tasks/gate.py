@@ -307,8 +307,8 @@ def evaluate_gate(
     y_pos = y == pos
     res.business_value = business_value(y_pos, proba[:, pos], spec)
     trivial = max(business_value(y_pos, np.ones(len(y)), spec), business_value(y_pos, np.zeros(len(y)), spec))
-    problems = []
-    notes = []
+    problems: list[str] = []
+    notes: list[str] = []
     if res.business_value < trivial:
         msg = f"value {res.business_value:.3f}/row is below the best trivial policy {trivial:.3f}/row"
         (problems if cfg.require_beats_trivial else notes).append(msg)

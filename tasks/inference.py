@@ -75,7 +75,7 @@ def batch_inference(
     pred: pd.DataFrame = pyfunc.predict(model_input(df, pyfunc.metadata.signature))
     if len(pred) != df.height:
         raise RuntimeError(f"model {resolved.uri} returned {len(pred)} predictions for {df.height} rows")
-    out = pl.from_pandas(pred.reset_index(drop=True))
+    out = pl.from_pandas(pred.reset_index(drop=True)).with_columns(pl.col("label").cast(pl.Utf8))
     return pl.concat([df.select(idc), out], how="horizontal").with_columns(
         pl.lit(resolved.version, dtype=pl.Utf8).alias("model_version"),
     )

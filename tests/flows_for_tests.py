@@ -36,10 +36,10 @@ def build_ensemble(repository: str, commit_id: str) -> str:
 
 
 @flow(name="batch-inference")
-def batch_inference(repository: str, ref: str) -> str:
+def batch_inference(repository: str, ref: str = "main") -> str:
     return ref
 
 
 @flow(name="monitor")
-def monitor(repository: str, ref: str) -> str:
+def monitor(repository: str, ref: str = "main") -> str:
     return ref

@@ -284,7 +284,7 @@ def test_prefect_yaml_triggers_match_flow_signatures_and_payloads() -> None:
     names = {d["name"] for d in deps}
     assert names == {"on-commit", "retrain", "build-ensemble", "request-relabel", "ingest-labels",
                      "batch-inference", "monitor"}
-    template = re.compile(r"^\{\{ event\.payload\.(\w+) \}\}$")
+    field_ref = re.compile(r"event\.payload\.(\w+)")
     for d in deps:
         func_name = d["entrypoint"].rsplit(":", 1)[1]
         params = inspect.signature(getattr(stand_ins, func_name).fn).parameters
@@ -298,8 +298,9 @@ def test_prefect_yaml_triggers_match_flow_signatures_and_payloads() -> None:
             for event in trig.expect:
                 fields = PAYLOADS[event].model_fields
                 for value in trig.parameters.values():
-                    m = template.match(value)
-                    assert m and m.group(1) in fields, f"{d['name']}: {value} not a field of {event}"
+                    refs = field_ref.findall(value)
+                    assert value.startswith("{{") and refs, f"{d['name']}: {value} is not an event template"
+                    assert set(refs) <= set(fields), f"{d['name']}: {value} reads fields {event} lacks"
         for sched in d.get("schedules") or []:
             assert required <= set(sched["parameters"]) <= set(params), d["name"]
     on_commit = next(d for d in deps if d["name"] == "on-commit")
@@ -319,3 +320,16 @@ def test_load_deployments_requires_env_and_keeps_event_templates(tmp_path: Path)
     assert d["triggers"][0]["parameters"] == {"c": "{{ event.payload.c }}"}
     with pytest.raises(DeployError, match=r"\$POOL"):
         load_deployments(f, {})
+
+
+def test_emit_payloads_are_checked_against_the_event_contract() -> None:
+    from lakeloop.events import DRIFT_DETECTED, MODEL_PROMOTED, payload_dict
+
+    # what flows/monitor.py sends: `reasons`, no `reason` -- accepted, extras kept
+    d = payload_dict(DRIFT_DETECTED, {"repository": "churn", "branch": "main", "commit_id": "c1",
+                                      "reasons": ["tenure_months drifted"], "source": "monitor"})
+    assert d["reasons"] == ["tenure_months drifted"] and d["reason"] is None and d["source"] == "monitor"
+    assert payload_dict(MODEL_PROMOTED, {"repository": "churn", "model_name": "churn", "version": 3,
+                                         "kind": "ensemble"})["kind"] == "ensemble"
+    with pytest.raises(EmitError, match="commit_id"):
+        payload_dict(DRIFT_DETECTED, {"repository": "churn", "branch": "main"})

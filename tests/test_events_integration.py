@@ -180,6 +180,10 @@ e.emit(e.DRIFT_DETECTED, e.dataset_resource("churn"),
 e.emit(e.MODEL_REGISTERED, e.model_resource("churn"),
        e.ModelRegisteredPayload(repository="churn", commit_id="m-{tag}", run_id="run-{tag}",
                                 model_name="churn", version="3"))
+e.emit(e.DRIFT_DETECTED, e.dataset_resource("churn"),  # flows/monitor.py's shape: reasons, no reason
+       {{"repository": "churn", "branch": "main", "commit_id": "d-{tag}", "reasons": ["a drifted", "b drifted"]}})
+e.emit(e.MODEL_PROMOTED, e.model_resource("churn"),  # no ref: batch inference scores main
+       {{"repository": "churn", "model_name": "churn", "version": 4, "commit_id": "m-{tag}", "kind": "ensemble"}})
 e.emit(e.LABELS_READY, e.labels_resource(41),
        e.LabelsPayload(project_id=41, annotation_id=9, action="ANNOTATION_CREATED"))
 """
@@ -194,6 +198,10 @@ e.emit(e.LABELS_READY, e.labels_resource(41),
     (r,) = p.wait_for_runs("request-relabel/request-relabel",
                            lambda r: r["parameters"].get("run_id") == f"run-{tag}")
     assert r["parameters"] == {"repository": "churn", "commit_id": f"m-{tag}", "run_id": f"run-{tag}"}
+    (r,) = p.wait_for_runs("retrain/retrain", lambda r: r["parameters"].get("commit_id") == f"d-{tag}")
+    assert r["parameters"]["reason"] == "a drifted; b drifted"
+    runs = p.wait_for_runs("batch-inference/batch-inference", lambda r: r["parameters"].get("ref") == "main")
+    assert runs[0]["parameters"] == {"repository": "churn", "ref": "main"}
     # single-expression templates keep the payload's JSON type: an int, not "41"
     runs = p.wait_for_runs("ingest-labels/ingest-labels", lambda r: r["parameters"].get("project_id") == 41)
     assert runs[0]["parameters"] == {"project_id": 41}

@@ -79,6 +79,7 @@ def test_batch_inference_and_write_back(mlflow_uri: str, champion: tuple[str, st
     name, version = champion
     preds = batch_inference(churn_eval, f"models:/{name}@champion")
     assert preds.columns == ["customer_id", "label", "probability", "model_version"]
+    assert preds.schema["label"] == pl.Utf8 and set(preds.get_column("label").unique()) <= {"yes", "no"}
     assert preds.height == churn_eval.height
     assert preds.get_column("customer_id").to_list() == churn_eval.get_column("customer_id").to_list()
     assert preds.get_column("model_version").unique().to_list() == [version]

@@ -74,9 +74,6 @@ def test_review_round_closes_the_loop(loop_env: Lake) -> None:
     req = request_relabel(repository=lake.settings.repository, commit_id=c1, run_id=first.model.run_id,
                           budget=BUDGET)
     assert req.selected == BUDGET and req.created == BUDGET and req.queued == 0
-    again = request_relabel(repository=lake.settings.repository, commit_id=c1, run_id=first.model.run_id,
-                            budget=BUDGET)
-    assert again.created == 0, "rows already reviewed are not sent again"
 
     truth = dict(zip(batch.truth["customer_id"].to_list(), batch.truth["true_label"].to_list(), strict=True))
     adapter = LabelStudioAdapter.from_settings(settings)
