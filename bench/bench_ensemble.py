@@ -34,22 +34,61 @@ import polars as pl  # noqa: E402
 from bench.results_io import record  # noqa: E402
 from lakeloop.spec import DatasetSpec  # noqa: E402
 from tasks.candidates import Lineage, _subspec, build_candidates  # noqa: E402
-from tasks.ensemble import model_input, save_ensemble, select_members  # noqa: E402
+from tasks.ensemble import EnsemblePlan, auc_weights, model_input, save_ensemble, select_members  # noqa: E402
 from tasks.features import model_frame, numeric_matrix  # noqa: E402
 from tasks.synth import synth_batch  # noqa: E402
 
 SPEC_PATH = Path(__file__).resolve().parents[1] / "examples" / "churn" / "spec.yaml"
 
 
-def timed(fn: Callable[[], Any], repeats: int) -> tuple[float, float, Any]:
-    """(fewest CPU seconds, fewest wall seconds, last result) over `repeats` runs."""
-    cpu, wall, out = [], [], None
+def timed(fns: dict[str, Callable[[], Any]], repeats: int) -> dict[str, tuple[float, float]]:
+    """{name: (fewest CPU seconds, fewest wall seconds)}; runs are interleaved so load hits all alike."""
+    cpu: dict[str, list[float]] = {k: [] for k in fns}
+    wall: dict[str, list[float]] = {k: [] for k in fns}
     for _ in range(repeats):
-        c0, w0 = time.process_time(), time.perf_counter()
-        out = fn()
-        cpu.append(time.process_time() - c0)
-        wall.append(time.perf_counter() - w0)
-    return min(cpu), min(wall), out
+        for k, fn in fns.items():
+            c0, w0 = time.process_time(), time.perf_counter()
+            fn()
+            cpu[k].append(time.process_time() - c0)
+            wall[k].append(time.perf_counter() - w0)
+    return {k: (min(cpu[k]), min(wall[k])) for k in fns}
+
+
+def measure(cs: Any, plan: EnsemblePlan, batch: pl.DataFrame, model_dir: Path, repeats: int) -> dict[str, float]:
+    """Pyfunc predict vs the plan's members predicting directly, on the same rows."""
+    spec = cs.spec
+    save_ensemble(cs, model_dir, plan=plan)
+    pyfunc = mlflow.pyfunc.load_model(str(model_dir))
+    signature = pyfunc.metadata.signature
+    members = [cs.member(n) for n in plan.names]
+    # raw members: inputs encoded up front, only the predict calls are timed
+    encoded = []
+    for m in members:
+        sub = _subspec(spec, m.features)
+        encoded.append(model_frame(batch, sub) if m.kind == "xgboost" else numeric_matrix(batch, sub))
+
+    def raw() -> list[np.ndarray]:
+        return [np.asarray(m.model.inplace_predict(x) if m.kind == "xgboost" else m.model.predict_proba(x))
+                for m, x in zip(members, encoded, strict=True)]
+
+    def raw_with_encoding() -> list[np.ndarray]:
+        out = []
+        for m in members:
+            sub = _subspec(spec, m.features)
+            if m.kind == "xgboost":
+                out.append(np.asarray(m.model.inplace_predict(model_frame(batch, sub))))
+            else:
+                out.append(np.asarray(m.model.predict_proba(numeric_matrix(batch, sub))))
+        return out
+
+    def via_pyfunc() -> Any:
+        return pyfunc.predict(model_input(batch, signature))
+
+    raw()
+    assert len(via_pyfunc()) == batch.height  # also the warm-up: first calls pay lazy imports
+    t = timed({"raw": raw, "enc": raw_with_encoding, "py": via_pyfunc}, repeats)
+    return {"py_cpu": t["py"][0], "raw_cpu": t["raw"][0], "enc_cpu": t["enc"][0], "py_wall": t["py"][1],
+            "raw_wall": t["raw"][1]}
 
 
 def main() -> None:
@@ -58,7 +97,7 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=200_000)
     ap.add_argument("--trials", type=int, default=15)
     ap.add_argument("--timeout", type=float, default=120.0)
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=7)
     args = ap.parse_args()
 
     spec = DatasetSpec.from_yaml(SPEC_PATH)
@@ -79,45 +118,18 @@ def main() -> None:
             print(f"  {m.name:12s} OOF AUC {m.cv_auc:.4f}")
         print(f"weighted vote {plan.names} weights {np.round(plan.weights, 3).tolist()}")
 
-        model_dir = Path(tmp) / "model"
-        save_ensemble(cs, model_dir, plan=plan)
-        pyfunc = mlflow.pyfunc.load_model(str(model_dir))
-        signature = pyfunc.metadata.signature
-
-        # raw members: inputs encoded up front, only the predict calls are timed
-        members = [cs.member(n) for n in plan.names]
-        for m in members:  # same threading as the pyfunc's loaded boosters (all cores)
+        for m in cs.members:  # same threading as the pyfunc's loaded boosters (all cores)
             if m.kind == "xgboost":
                 m.model.set_param({"nthread": 0})
-        encoded = []
-        for m in members:
-            sub = _subspec(spec, m.features)
-            encoded.append(model_frame(batch, sub) if m.kind == "xgboost" else numeric_matrix(batch, sub))
+        chosen = measure(cs, plan, batch, Path(tmp) / "model", args.repeats)
+        everyone = EnsemblePlan(names=[m.name for m in cs.members],
+                                weights=auc_weights([m.cv_auc for m in cs.members]), voting="weighted",
+                                cv_auc=plan.all_members_auc, best_member=plan.best_member,
+                                best_member_auc=plan.best_member_auc, all_members_auc=plan.all_members_auc)
+        all_members = measure(cs, everyone, batch, Path(tmp) / "model-all", args.repeats)
 
-        def raw() -> list[np.ndarray]:
-            return [np.asarray(m.model.inplace_predict(x) if m.kind == "xgboost" else m.model.predict_proba(x))
-                    for m, x in zip(members, encoded, strict=True)]
-
-        def raw_with_encoding() -> list[np.ndarray]:
-            out = []
-            for m in members:
-                sub = _subspec(spec, m.features)
-                if m.kind == "xgboost":
-                    out.append(np.asarray(m.model.inplace_predict(model_frame(batch, sub))))
-                else:
-                    out.append(np.asarray(m.model.predict_proba(numeric_matrix(batch, sub))))
-            return out
-
-        def via_pyfunc() -> Any:
-            return pyfunc.predict(model_input(batch, signature))
-
-        raw()
-        via_pyfunc()  # warm-up: first calls pay lazy imports and allocations
-        raw_cpu, raw_wall, _ = timed(raw, args.repeats)
-        enc_cpu, enc_wall, _ = timed(raw_with_encoding, args.repeats)
-        py_cpu, py_wall, pred = timed(via_pyfunc, args.repeats)
-        assert len(pred) == batch.height
-
+    py_cpu, raw_cpu, enc_cpu, py_wall, raw_wall = (chosen[k] for k in ("py_cpu", "raw_cpu", "enc_cpu", "py_wall",
+                                                                         "raw_wall"))
     overhead = py_cpu / raw_cpu - 1.0
     figures = {
         "rows": args.rows,
@@ -126,6 +138,10 @@ def main() -> None:
         "pyfunc_overhead": round(overhead, 4),
         "pyfunc_overhead_wall": round(py_wall / raw_wall - 1.0, 4),
         "pyfunc_overhead_vs_members_with_encoding": round(py_cpu / enc_cpu - 1.0, 4),
+        "pyfunc_overhead_all_members": round(all_members["py_cpu"] / all_members["raw_cpu"] - 1.0, 4),
+        "pyfunc_overhead_all_members_wall": round(all_members["py_wall"] / all_members["raw_wall"] - 1.0, 4),
+        "all_members_pyfunc_cpu_s": round(all_members["py_cpu"], 3),
+        "all_members_raw_cpu_s": round(all_members["raw_cpu"], 3),
         "goal_overhead": 0.15,
         "pyfunc_cpu_s": round(py_cpu, 3),
         "members_raw_cpu_s": round(raw_cpu, 3),
@@ -147,6 +163,8 @@ def main() -> None:
     }
     print(f"pyfunc {py_cpu:.2f} CPU-s vs members raw {raw_cpu:.2f} CPU-s (with encoding {enc_cpu:.2f}): "
           f"overhead {overhead:+.1%} (goal <= +15%), wall {figures['pyfunc_overhead_wall']:+.1%}")
+    print(f"all {len(cs.members)} members: pyfunc {all_members['py_cpu']:.2f} CPU-s vs raw "
+          f"{all_members['raw_cpu']:.2f}: overhead {figures['pyfunc_overhead_all_members']:+.1%}")
     print(f"CV AUC: weighted vote {plan.cv_auc:.4f} vs best member {plan.best_member} {plan.best_member_auc:.4f} "
           f"(nested {plan.nested_cv_auc:.4f})")
     print(f"results: {record('ensemble', figures)}")

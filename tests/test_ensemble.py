@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import mlflow
 import numpy as np
 import pandas as pd
@@ -14,6 +16,7 @@ from tasks.candidates import (
     CandidateSet,
     Member,
     auc_score,
+    build_candidates,
     make_folds,
     predict_proba,
 )
@@ -23,11 +26,13 @@ from tasks.ensemble import (
     model_input,
     rt_model_frame,
     rt_numeric_matrix,
+    save_ensemble,
     select_members,
     vote,
 )
 from tasks.features import model_frame, numeric_matrix
 from tasks.synth import synth_batch
+from tests.fixtures.ensemble import make_lineage
 
 
 # ---- unit ------------------------------------------------------------------------------
@@ -185,3 +190,36 @@ def test_pyfunc_roundtrip_matches_members(mlflow_uri: str, churn_candidates: Can
     y = (churn_eval.get_column("churn") == "yes").to_numpy()
     auc = auc_score(y.astype(int), np.column_stack([1 - p, p]))
     assert auc > 0.75, auc
+
+
+def test_multiclass_ensemble_saves_loads_and_predicts(tmp_path: Path) -> None:
+    """Three classes end to end without a server: folds, members, vote, per-class columns."""
+    spec = DatasetSpec.model_validate({
+        "name": "tiers", "id_column": "id", "label_column": "tier", "classes": ["low", "mid", "high"],
+        "features": [{"name": "x1", "type": "numeric"}, {"name": "x2", "type": "numeric"},
+                     {"name": "kind", "type": "categorical", "categories": ["a", "b"]}],
+    })
+    rng = np.random.default_rng(1)
+    n = 900
+    x1, x2 = rng.normal(size=n), rng.normal(size=n)
+    kind = rng.choice(["a", "b"], n)
+    score = x1 + 0.5 * x2 + (kind == "b") + rng.normal(scale=0.7, size=n)
+    tier = np.where(score < -0.5, "low", np.where(score < 0.8, "mid", "high"))
+    df = pl.DataFrame({"id": [f"r{i}" for i in range(n)], "x1": x1, "x2": x2, "kind": kind, "tier": tier})
+    feats = tuple(spec.model_features)
+    cfgs = [Cfg("xgb", "xgboost", {"n_estimators": 60, "max_depth": 3, "random_state": 0}, feats),
+            Cfg("logreg", "logreg", {"C": 1.0}, feats)]
+    cs = build_candidates(df, spec, make_lineage(spec), n_trials=1, timeout_s=20, n_folds=3, n_jobs=1,
+                          configs=cfgs, log_to_mlflow=False)
+    assert all(m.oof.shape == (n, 3) and m.cv_auc > 0.75 for m in cs.members)
+    plan = save_ensemble(cs, tmp_path / "model", voting="soft")
+    assert plan.cv_auc >= plan.best_member_auc
+    model = mlflow.pyfunc.load_model(str(tmp_path / "model"))
+    pred = model.predict(model_input(df, model.metadata.signature))
+    assert list(pred.columns) == ["label", "probability", "probability_low", "probability_mid",
+                                  "probability_high"]
+    per_class = pred[["probability_low", "probability_mid", "probability_high"]].to_numpy()
+    np.testing.assert_allclose(per_class.sum(axis=1), 1.0, atol=1e-6)
+    np.testing.assert_allclose(pred["probability"], pred["probability_high"])  # positive = last class
+    assert (pred["label"].astype(str).to_numpy() == np.array(spec.classes)[per_class.argmax(axis=1)]).all()
+    assert (pred["label"].astype(str).to_numpy() == tier).mean() > 0.6
