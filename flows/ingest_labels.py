@@ -28,11 +28,12 @@ class LabelIntake(BaseModel):
     confirmed: int
     pending: int
     unsure: int
+    held: int = 0
     merge_commit: str | None = None
 
 
 @flow(name="ingest-labels", log_prints=True)
-def ingest_labels(project_id: int | None = None, repository: str | None = None) -> LabelIntake:
+def ingest_labels(project_id: int | None = None, repository: str | None = None, force: bool = False) -> LabelIntake:
     """Also the polling fallback: it sends tasks queued while Label Studio was away and reads every answer,
     so a missed webhook only delays a correction. Answers are applied once (ledger keyed by annotation)."""
     log = get_run_logger()
@@ -57,6 +58,12 @@ def ingest_labels(project_id: int | None = None, repository: str | None = None) 
 
     round_id = new_round_id()
     merge = None
+    held = 0 < res.corrections.height < ctx.settings.labeling.min_corrections_per_commit and not force
+    if held:  # not marked applied: the next intake sees these answers again
+        log.info("holding %d correction(s) until %d gathered (or a forced intake)", res.corrections.height,
+                 ctx.settings.labeling.min_corrections_per_commit)
+        return LabelIntake(project_id=project, annotations=len(annotations), corrections=0, held=res.corrections.height,
+                           confirmed=len(res.confirmed), pending=len(res.pending), unsure=len(res.unsure))
     if res.corrections.height:
         merge = commit_corrections(ctx.lake, round_id, res.corrections, ctx.spec,
                                    {"lakeloop.label_studio_project": str(project)})

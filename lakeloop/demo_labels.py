@@ -43,7 +43,7 @@ def run_label_round(settings: Settings, console: Console, run_id: str, truth: pl
 
     # Webhooks already started ingest-labels; one more run after the last answer applies whatever is agreed
     # (runs are serialised and the applied-answer ledger makes repeats no-ops).
-    fr = run_deployment("ingest-labels/ingest-labels", parameters={"project_id": project}, timeout=600)
+    fr = run_deployment("ingest-labels/ingest-labels", parameters={"project_id": project, "force": True}, timeout=600)
     assert isinstance(fr, FlowRun)  # the sync call returns the run itself
     intake = fr.state.result(raise_on_failure=False) if fr.state else None
     merge = getattr(intake, "merge_commit", None)

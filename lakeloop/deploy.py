@@ -80,6 +80,13 @@ def _schedule(cfg: dict[str, Any]) -> Any:
     raise DeployError(f"unsupported schedule {cfg!r}: use `cron` or `interval`")
 
 
+def _concurrency(value: Any) -> Any:
+    """`concurrency_limit: 1` or `{limit: 1, collision_strategy: CANCEL_NEW}`, as in `prefect deploy`."""
+    from prefect.client.schemas.objects import ConcurrencyLimitConfig
+
+    return ConcurrencyLimitConfig(**value) if isinstance(value, dict) else value
+
+
 def apply_deployments(deployments: list[dict[str, Any]], pool: str, project_root: Path) -> list[str]:
     """Create or update each deployment in the current Prefect API; returns their ids."""
     from prefect import flow
@@ -103,7 +110,7 @@ def apply_deployments(deployments: list[dict[str, Any]], pool: str, project_root
             parameters=d.get("parameters") or None,
             schedules=[_schedule(s) for s in d.get("schedules") or []],
             triggers=[DeploymentEventTrigger(**t) for t in d.get("triggers") or []],
-            concurrency_limit=d.get("concurrency_limit"),
+            concurrency_limit=_concurrency(d.get("concurrency_limit")),
         )
         dep_id = deployment.apply()
         ids.append(str(dep_id))

@@ -63,6 +63,8 @@ class LabelingSettings(BaseSettings):
     min_annotators: int = 2
     # ... or when one of these reviewers (e-mail) answers.
     trusted_reviewers: list[str] = []
+    # corrections are committed in batches of at least this many (a forced intake commits any number)
+    min_corrections_per_commit: int = 25
 
 
 class BridgeSettings(BaseSettings):

@@ -76,6 +76,8 @@ def service_env(s: Settings) -> dict[str, str]:
 
 def start_stack(s: Settings, with_label_studio: bool = True) -> dict[str, Service | str]:
     """Start whatever is not already answering; returns name -> Service (or URL if it was already up)."""
+    from infra.bridge.service import start_bridge
+    from lakeloop.deploy import deploy_all
     from lakeloop.services.lakefs import start_lakefs
     from lakeloop.services.mlflow import start_mlflow
     from lakeloop.services.prefect import ensure_work_pool, start_prefect_server, start_worker
@@ -87,7 +89,8 @@ def start_stack(s: Settings, with_label_studio: bool = True) -> dict[str, Servic
     health = health_urls(s)
 
     def ensure(name: str, url: str, starter: Callable[[], Service]) -> None:
-        if _healthy(health[name]):
+        up = _healthy(health[name]) if name in health else _pid_alive(read_pidfile(pidfile).get(name, {}).get("pid"))
+        if up:
             result[name] = url
             return
         svc = starter()
@@ -95,12 +98,10 @@ def start_stack(s: Settings, with_label_studio: bool = True) -> dict[str, Servic
         result[name] = svc
 
     ensure("lakefs", s.lakefs.endpoint, lambda: start_lakefs(
-        s.home, _port(s.lakefs.endpoint), s.lakefs.access_key_id, s.lakefs.secret_access_key))
+        s.home, _port(s.lakefs.endpoint), s.lakefs.access_key_id, s.lakefs.secret_access_key,
+        hook_token=s.bridge.secret))
     ensure("mlflow", s.mlflow.tracking_uri, lambda: start_mlflow(s.home, _port(s.mlflow.tracking_uri)))
     ensure("prefect", s.prefect.api_url, lambda: start_prefect_server(s.home, _port(s.prefect.api_url)))
-    from infra.bridge.service import start_bridge
-
-    ensure("bridge", s.bridge.url, lambda: start_bridge(s.home, _port(s.bridge.url)))
     if with_label_studio:
         from lakeloop.services.label_studio import ensure_venv, start_label_studio
 
@@ -109,26 +110,33 @@ def start_stack(s: Settings, with_label_studio: bool = True) -> dict[str, Servic
             s.home, _port(s.label_studio.url), s.label_studio.api_token,
             s.label_studio.username, s.label_studio.password))
 
-    _prepare_lake(s)
     ensure_work_pool(s.prefect.api_url, s.prefect.work_pool)
-    from lakeloop.deploy import deploy_all
-
     deploy_all(s.prefect.api_url, s.prefect.work_pool, ROOT)
-    worker = start_worker(s.prefect.api_url, s.prefect.work_pool, s.home)
-    record_service(pidfile, worker)
-    result["worker"] = worker
+    ensure("worker", s.prefect.api_url, lambda: start_worker(s.prefect.api_url, s.prefect.work_pool, s.home))
+    ensure("bridge", s.bridge.url, lambda: start_bridge(
+        s.home, _port(s.bridge.url), api_url=s.prefect.api_url, secret=s.bridge.secret, lakefs=s.lakefs,
+        repositories=[s.lakefs.repository], spec_path=s.spec_path))
+    _prepare_lake(s)
     return result
 
 
 def _prepare_lake(s: Settings) -> None:
-    """Repository, and the actions file that sends commits to the bridge."""
-    from infra.bridge.actions import render_actions_yaml
+    """Repository, and the actions file that sends main's commits and merges to the bridge."""
+    from infra.bridge.actions import ACTIONS_FILE, render_actions_yaml
     from tasks.lake import Lake
 
     lake = Lake(s.lakefs)
     lake.ensure_repository()
-    lake.install_actions(s.lakefs.default_branch, "lakeloop.yaml",
-                         render_actions_yaml(s.bridge.url, [s.lakefs.default_branch]))
+    branch = s.lakefs.default_branch
+    lake.install_actions(branch, ACTIONS_FILE, render_actions_yaml(s.bridge.url, [branch], protected=(branch,)))
+
+
+def _pid_alive(pid: object) -> bool:
+    try:
+        os.kill(int(str(pid)), 0)
+    except (ValueError, ProcessLookupError, PermissionError):
+        return False
+    return True
 
 
 def stop_stack(s: Settings) -> list[str]:

@@ -274,7 +274,8 @@ def test_prefect_yaml_triggers_match_flow_signatures_and_payloads() -> None:
 
     from prefect.events.schemas.deployment_triggers import DeploymentEventTrigger
 
-    import tests.flows_for_tests as stand_ins
+    import importlib
+
     from lakeloop.deploy import load_deployments
     from lakeloop.events import PAYLOADS
 
@@ -286,12 +287,16 @@ def test_prefect_yaml_triggers_match_flow_signatures_and_payloads() -> None:
                      "batch-inference", "monitor"}
     field_ref = re.compile(r"event\.payload\.(\w+)")
     for d in deps:
-        func_name = d["entrypoint"].rsplit(":", 1)[1]
-        params = inspect.signature(getattr(stand_ins, func_name).fn).parameters
+        path, func_name = d["entrypoint"].rsplit(":", 1)
+        module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
+        params = inspect.signature(getattr(module, func_name).fn).parameters
         required = {n for n, p in params.items() if p.default is inspect.Parameter.empty}
         assert d["work_pool"]["name"] == "pool"
-        assert d["triggers"], f"{d['name']} has no trigger"
-        for t in d["triggers"]:
+        assert d.get("triggers") or d.get("schedules"), f"{d['name']} never starts by itself"
+        for sched in d.get("schedules") or []:
+            given = set(sched.get("parameters") or {})
+            assert required <= given <= set(params), d["name"]
+        for t in d.get("triggers") or []:
             trig = DeploymentEventTrigger(**t)
             assert trig.parameters is not None
             assert required <= set(trig.parameters) <= set(params), d["name"]
