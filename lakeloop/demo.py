@@ -94,7 +94,7 @@ def wait_for_run(api_url: str, flow_name: str, match: dict[str, Any], timeout: f
         flows = httpx.post(f"{api}/flows/filter", json={"flows": {"name": {"any_": [flow_name]}}}, timeout=10).json()
         if flows:
             runs = httpx.post(f"{api}/flow_runs/filter", json={
-                "flow_runs": {"flow_id": {"any_": [flows[0]["id"]]}}, "sort": "START_TIME_DESC", "limit": 50,
+                "flows": {"id": {"any_": [flows[0]["id"]]}}, "sort": "START_TIME_DESC", "limit": 50,
             }, timeout=10).json()
             for run in runs:
                 params = run.get("parameters") or {}

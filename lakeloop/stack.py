@@ -144,7 +144,7 @@ def stop_stack(s: Settings) -> list[str]:
     stopped = []
     # worker first so no run starts against a server that is going away
     entries = read_pidfile(pidfile)
-    for name in sorted(entries, key=lambda n: n != "worker"):
+    for name in sorted(entries, key=lambda n: "worker" not in n):
         stop_pid(int(str(entries[name]["pid"])))
         stopped.append(name)
     pidfile.unlink(missing_ok=True)

@@ -30,13 +30,13 @@ import optuna
 import polars as pl
 import xgboost as xgb
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import roc_auc_score
-from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from lakeloop.spec import DatasetSpec
 from tasks.features import encode_labels, model_frame, numeric_matrix
+from tasks.folds import check_labels, stratified_folds
+from tasks.metrics import auc_score  # re-exported: callers score members with it
 from tasks.tracking import Lineage  # one lineage type for training runs and ensembles
 
 MemberKind = Literal["xgboost", "logreg"]
@@ -84,28 +84,6 @@ class CandidateSet:
             if m.name == name:
                 return m
         raise KeyError(f"no candidate member named {name!r}; have {[m.name for m in self.members]}")
-
-
-# ---- metrics and folds --------------------------------------------------------------
-def auc_score(y: np.ndarray, proba: np.ndarray) -> float:
-    """ROC AUC for (n, k) probabilities: binary on column 1, multiclass one-vs-rest macro."""
-    if proba.ndim == 1:
-        return float(roc_auc_score(y, proba))
-    if proba.shape[1] == 2:
-        return float(roc_auc_score(y, proba[:, 1]))
-    return float(roc_auc_score(y, proba, multi_class="ovr", labels=list(range(proba.shape[1]))))
-
-
-def make_folds(y: np.ndarray, n_folds: int, seed: int) -> np.ndarray:
-    """Stratified fold id per row; raises when a class has fewer rows than folds."""
-    counts = np.bincount(y)
-    if counts.min() < n_folds:
-        raise ValueError(f"class counts {counts.tolist()} are too small for {n_folds}-fold CV")
-    folds = np.empty(len(y), dtype=np.int64)
-    skf = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
-    for i, (_, val) in enumerate(skf.split(np.zeros(len(y)), y)):
-        folds[val] = i
-    return folds
 
 
 def _subspec(spec: DatasetSpec, features: tuple[str, ...] | list[str]) -> DatasetSpec:
@@ -279,9 +257,9 @@ def build_candidates(
     unknown label are refused (with their positions), not dropped.
     `configs` overrides the default line-up (the tuned parameters are still searched first).
     """
-    _check_labels(df, spec)
+    check_labels(df, spec)
     y = encode_labels(df, spec)
-    folds = make_folds(y, n_folds, seed)
+    folds = stratified_folds(y, n_folds, seed)
     if experiment:
         mlflow.set_experiment(experiment)
     parent_id: str | None = None
@@ -314,20 +292,6 @@ def build_candidates(
         mlflow.end_run()
     return CandidateSet(spec=spec, frame=df, y=y, folds=folds, members=members, lineage=lineage,
                         parent_run_id=parent_id, best_params=best, trials=len(study.trials))
-
-
-def _check_labels(df: pl.DataFrame, spec: DatasetSpec) -> None:
-    if spec.label_column not in df.columns:
-        raise ValueError(f"training frame has no label column {spec.label_column!r}")
-    missing = [c for c in spec.model_features if c not in df.columns]
-    if missing:
-        raise ValueError(f"training frame is missing feature columns {missing}")
-    bad = df.with_row_index("row").filter(~pl.col(spec.label_column).cast(pl.Utf8).is_in(spec.classes)
-                                          | pl.col(spec.label_column).is_null())
-    if bad.height:
-        rows = bad.get_column("row").head(10).to_list()
-        raise ValueError(f"{bad.height} training rows have a null or unknown {spec.label_column!r} "
-                         f"(classes {spec.classes}); first rows: {rows}")
 
 
 def _log_study(study: optuna.Study, lineage: Lineage) -> None:

@@ -303,7 +303,7 @@ def select_members(members: list[Any], y: np.ndarray, voting: str = "weighted",
     rows and scored on the held-out fold (`nested_cv_auc`): a check that the
     selection itself does not overfit the OOF predictions.
     """
-    from tasks.candidates import auc_score  # build-time only
+    from tasks.metrics import auc_score  # build-time only
 
     if not members:
         raise ValueError("no candidate members to select from")

@@ -32,9 +32,9 @@ from mlflow import MlflowClient
 from pydantic import BaseModel, Field
 
 from lakeloop.spec import DatasetSpec
-from tasks.candidates import auc_score
 from tasks.ensemble import REQUIRED_MODEL_FILES, model_input
 from tasks.features import encode_labels
+from tasks.metrics import safe_auc
 from tasks.registry import champion_version
 
 TAG_VALUE_MAX = 4900
@@ -198,14 +198,6 @@ def _proba_matrix(pred: Any, spec: DatasetSpec) -> np.ndarray:
     return np.column_stack([pred[f"probability_{c}"].to_numpy(dtype="float64") for c in spec.classes])
 
 
-def _safe_auc(y: np.ndarray, proba: np.ndarray) -> float | None:
-    if len(np.unique(y)) < 2:
-        return None
-    if proba.shape[1] > 2 and len(np.unique(y)) < proba.shape[1]:
-        return None
-    return auc_score(y, proba)
-
-
 def _slice_masks(df: pl.DataFrame, spec: DatasetSpec) -> dict[str, np.ndarray]:
     masks: dict[str, np.ndarray] = {}
     for s in spec.slices:
@@ -267,8 +259,8 @@ def evaluate_gate(
     champ_proba = _proba_matrix(champ_pred, spec) if champ_pred is not None else None
 
     # overall AUC
-    res.auc = _safe_auc(y, proba)
-    res.champion_auc = _safe_auc(y, champ_proba) if champ_proba is not None else None
+    res.auc = safe_auc(y, proba)
+    res.champion_auc = safe_auc(y, champ_proba) if champ_proba is not None else None
     if res.auc is None:
         checks.append(CheckResult(name="auc", passed=False, detail="evaluation data has a single class"))
     elif res.champion_auc is not None:
@@ -285,8 +277,8 @@ def evaluate_gate(
     for s in spec.slices:
         mask = masks[s.name]
         n = int(mask.sum())
-        a = _safe_auc(y[mask], proba[mask]) if n else None
-        b = _safe_auc(y[mask], champ_proba[mask]) if (n and champ_proba is not None) else None
+        a = safe_auc(y[mask], proba[mask]) if n else None
+        b = safe_auc(y[mask], champ_proba[mask]) if (n and champ_proba is not None) else None
         if n < cfg.min_slice_rows or a is None:
             why = f"{n} rows (< {cfg.min_slice_rows})" if n < cfg.min_slice_rows else "one class only"
             res.slices.append(SliceResult(name=s.name, expr=s.expr, rows=n, auc=a, champion_auc=b, passed=True,

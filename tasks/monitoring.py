@@ -22,10 +22,10 @@ from pydantic import BaseModel
 
 from lakeloop.settings import DriftSettings
 from lakeloop.spec import DatasetSpec
-from tasks.candidates import auc_score
 from tasks.drift import DriftReport, detect_drift
 from tasks.features import encode_labels
 from tasks.inference import profile_predictions
+from tasks.metrics import auc_score
 from tasks.profiling import profile_frame
 from tasks.whylogs_compat import DatasetProfileView, drift_scores
 

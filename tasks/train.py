@@ -33,20 +33,18 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-from sklearn.metrics import average_precision_score, f1_score, log_loss, roc_auc_score
-from sklearn.model_selection import StratifiedKFold, train_test_split
+from sklearn.metrics import average_precision_score, f1_score, log_loss
+from sklearn.model_selection import train_test_split
 from xgboost import XGBClassifier
 
 from lakeloop.settings import TrainSettings
 from lakeloop.spec import DatasetSpec
 from tasks.features import encode_labels, model_frame
+from tasks.folds import TrainError, check_labels, fold_splits, stratified_folds
+from tasks.metrics import safe_auc
 
 INNER_VALID_SHARE = 0.1
 MIN_SLICE_ROWS = 20
-
-
-class TrainError(ValueError):
-    """Data that cannot be trained on; the message names the column and rows."""
 
 
 @dataclass
@@ -91,28 +89,6 @@ def base_params(settings: TrainSettings, n_classes: int) -> dict[str, Any]:
     return params
 
 
-def _check_labels(df: pl.DataFrame, spec: DatasetSpec) -> None:
-    col = spec.label_column
-    if col not in df.columns:
-        raise TrainError(f"label column {col!r} missing from the training frame")
-    labels = df.get_column(col).cast(pl.Utf8)
-    bad = df.with_row_index("__row").filter(labels.is_null() | ~labels.is_in(spec.classes))
-    if bad.height:
-        rows = bad.get_column("__row").head(5).to_list()
-        values = bad.get_column(col).head(5).to_list()
-        raise TrainError(f"label column {col!r}: {bad.height} row(s) not in classes {spec.classes} "
-                         f"(rows {rows}, values {values})")
-
-
-def _folds(y: np.ndarray, n_folds: int, seed: int, time_ordered: bool) -> list[tuple[np.ndarray, np.ndarray]]:
-    counts = np.bincount(y)
-    if counts.min() < n_folds:
-        raise TrainError(f"each class needs at least {n_folds} rows for {n_folds}-fold CV; counts {counts.tolist()}")
-    skf = StratifiedKFold(n_splits=n_folds, shuffle=not time_ordered,
-                          random_state=seed if not time_ordered else None)
-    return list(skf.split(np.zeros(len(y)), y))
-
-
 def _inner_split(train_idx: np.ndarray, y: np.ndarray, seed: int, time_ordered: bool) -> tuple[np.ndarray, np.ndarray]:
     if time_ordered:  # rows are time-sorted: validate on the most recent training rows
         ordered = np.sort(train_idx)
@@ -140,17 +116,6 @@ def _positive_proba(proba: np.ndarray) -> np.ndarray:
     return proba[:, 1]
 
 
-def _auc(y: np.ndarray, proba: np.ndarray, n_classes: int) -> float | None:
-    present = np.unique(y)
-    if len(present) < 2:
-        return None
-    if n_classes == 2:
-        return float(roc_auc_score(y, proba[:, 1]))
-    if len(present) < n_classes:
-        return None
-    return float(roc_auc_score(y, proba, multi_class="ovr", average="macro", labels=list(range(n_classes))))
-
-
 def evaluate(df: pl.DataFrame, spec: DatasetSpec, y: np.ndarray, proba: np.ndarray) -> dict[str, float]:
     """All metrics of probabilities `proba` against encoded labels `y` (used for OOF and for gates)."""
     n_classes = proba.shape[1]
@@ -158,7 +123,7 @@ def evaluate(df: pl.DataFrame, spec: DatasetSpec, y: np.ndarray, proba: np.ndarr
     clipped = np.clip(proba, eps, 1 - eps)
     clipped = clipped / clipped.sum(axis=1, keepdims=True)
     metrics: dict[str, float] = {"rows": float(len(y))}
-    auc = _auc(y, proba, n_classes)
+    auc = safe_auc(y, proba)
     if auc is not None:
         metrics["roc_auc"] = auc
     metrics["log_loss"] = float(log_loss(y, clipped, labels=list(range(n_classes))))
@@ -188,7 +153,7 @@ def evaluate(df: pl.DataFrame, spec: DatasetSpec, y: np.ndarray, proba: np.ndarr
         mask = mask.astype(bool)
         metrics[f"slice.{sl.name}.rows"] = float(mask.sum())
         if mask.sum() >= MIN_SLICE_ROWS:
-            sauc = _auc(y[mask], proba[mask], n_classes)
+            sauc = safe_auc(y[mask], proba[mask])
             if sauc is not None:
                 metrics[f"slice.{sl.name}.roc_auc"] = sauc
     return metrics
@@ -209,7 +174,7 @@ def train_xgb(
     s = settings or TrainSettings()
     if df.height == 0:
         raise TrainError("cannot train on an empty frame")
-    _check_labels(df, spec)
+    check_labels(df, spec)
     time_ordered = spec.time_column is not None and spec.time_column in df.columns
     order = np.arange(df.height)
     if time_ordered:
@@ -230,7 +195,7 @@ def train_xgb(
     fold_of_row = np.full(df.height, -1, dtype=np.int64)
     fold_metrics: list[dict[str, float]] = []
     best: list[int] = []
-    folds = _folds(y, s.folds, s.seed, time_ordered)
+    folds = fold_splits(stratified_folds(y, s.folds, s.seed, time_ordered=time_ordered))
     for k, (train_idx, test_idx) in enumerate(folds):
         fit_idx, valid_idx = _inner_split(train_idx, y, s.seed + k, time_ordered)
         model = _fit(X, y, fit_idx, valid_idx, p, s.early_stopping_rounds)
@@ -241,7 +206,7 @@ def train_xgb(
         fold_of_row[test_idx] = k
         fm = {"fold": float(k), "rows": float(len(test_idx)), "best_iteration": float(best[-1]),
               "log_loss": float(log_loss(y[test_idx], np.clip(proba, 1e-7, 1), labels=list(range(n_classes))))}
-        auc = _auc(y[test_idx], proba, n_classes)
+        auc = safe_auc(y[test_idx], proba)
         if auc is not None:
             fm["roc_auc"] = auc
         fold_metrics.append(fm)
@@ -287,5 +252,5 @@ def _last_block_metrics(X: Any, y: np.ndarray, params: dict[str, Any], s: TrainS
         return {}
     fit_idx, valid_idx = _inner_split(train_idx, y, s.seed, True)
     model = _fit(X, y, fit_idx, valid_idx, params, s.early_stopping_rounds)
-    auc = _auc(y[test_idx], model.predict_proba(X.iloc[test_idx]), n_classes)
+    auc = safe_auc(y[test_idx], model.predict_proba(X.iloc[test_idx]))
     return {} if auc is None else {"last_block_auc": auc}

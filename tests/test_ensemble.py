@@ -15,9 +15,7 @@ from lakeloop.spec import DatasetSpec
 from tasks.candidates import (
     CandidateSet,
     Member,
-    auc_score,
     build_candidates,
-    make_folds,
     predict_proba,
 )
 from tasks.candidates import MemberConfig as Cfg
@@ -31,6 +29,8 @@ from tasks.ensemble import (
     vote,
 )
 from tasks.features import model_frame, numeric_matrix
+from tasks.folds import stratified_folds
+from tasks.metrics import auc_score
 from tasks.synth import synth_batch
 from tests.fixtures.ensemble import make_lineage
 
@@ -96,7 +96,7 @@ def test_select_members_combines_complementary_members() -> None:
     sig = lambda z: 1 / (1 + np.exp(-z))  # noqa: E731
     members = [_member("half1", sig(x1), y), _member("half2", sig(x2), y),
                _member("noise", rng.random(n), y)]
-    plan = select_members(members, y, "weighted", 0.5, make_folds(y, 4, 0))
+    plan = select_members(members, y, "weighted", 0.5, stratified_folds(y, 4, 0))
     assert set(plan.names) >= {"half1", "half2"}
     assert "noise" not in plan.names
     assert plan.cv_auc > plan.best_member_auc + 0.05
