@@ -23,7 +23,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from lakeloop.procs import free_port, start_service
+from lakeloop.procs import free_port
+from lakeloop.services.lakefs import start_lakefs
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 KEY, SECRET = "AKIABENCHLAKEFS00001", "bench-secret"
@@ -53,27 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-lakefs-") as tmp:
         tmpd = Path(tmp)
         port = free_port()
-        svc = start_service(
-            "lakefs",
-            [
-                sys.executable,
-                "-m",
-                "infra.lakefs_server",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--data-dir",
-                str(tmpd / "data"),
-            ],
-            health_url=f"http://127.0.0.1:{port}/api/v1/healthcheck",
-            url=f"http://127.0.0.1:{port}",
-            log_path=tmpd / "lakefs.log",
-            env={"LAKEFS_ACCESS_KEY_ID": KEY, "LAKEFS_SECRET_ACCESS_KEY": SECRET},
-            cwd=REPO_ROOT,
-            timeout=60,
-            ok_status=(204,),
-        )
+        svc = start_lakefs(tmpd, port, KEY, SECRET)  # the launcher `lakeloop up` uses
         try:
             client = lakefs.Client(host=f"http://127.0.0.1:{port}", username=KEY, password=SECRET)
             repo = lakefs.Repository("bench", client=client).create(

@@ -25,7 +25,7 @@ class InferenceOutcome(BaseModel):
     rows: int
 
 
-@flow(name="batch-inference", log_prints=True)
+@flow(name="batch-inference", log_prints=True, persist_result=True)
 def batch_inference(repository: str, ref: str = "main", model_alias: str = "champion") -> InferenceOutcome:
     """Predictions go to the `predictions` branch, so they never look like new training data on main."""
     log = get_run_logger()

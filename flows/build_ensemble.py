@@ -21,7 +21,7 @@ package = step("log-voting-ensemble", log_ensemble)
 gate = step("challenger-gate", run_gate)
 
 
-@flow(name="build-ensemble", log_prints=True)
+@flow(name="build-ensemble", log_prints=True, persist_result=True)
 def build_ensemble(repository: str, commit_id: str = "main") -> ModelRef:
     log = get_run_logger()
     ctx = FlowContext.load(repository)

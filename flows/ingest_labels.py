@@ -32,7 +32,7 @@ class LabelIntake(BaseModel):
     merge_commit: str | None = None
 
 
-@flow(name="ingest-labels", log_prints=True)
+@flow(name="ingest-labels", log_prints=True, persist_result=True)
 def ingest_labels(project_id: int | None = None, repository: str | None = None, force: bool = False) -> LabelIntake:
     """Also the polling fallback: it sends tasks queued while Label Studio was away and reads every answer,
     so a missed webhook only delays a correction. Answers are applied once (ledger keyed by annotation)."""

@@ -18,7 +18,7 @@ from tasks.tracking import latest_training_reference, load_oof, load_training_su
 check = step("compare-with-training", compare)
 
 
-@flow(name="monitor", log_prints=True)
+@flow(name="monitor", log_prints=True, persist_result=True)
 def monitor(repository: str, ref: str = "main") -> MonitorReport:
     """`recent` is the batch the latest commit at `ref` brought; its labels, when present, measure decay."""
     log = get_run_logger()

@@ -19,7 +19,7 @@ reference_profile = step("reference-profile", latest_training_reference)
 compare = step("detect-drift", detect_drift)
 
 
-@flow(name="on-commit", log_prints=True)
+@flow(name="on-commit", log_prints=True, persist_result=True)
 def on_commit(repository: str, branch: str, commit_id: str) -> decide.CommitOutcome:
     log = get_run_logger()
     ctx = FlowContext.load(repository)

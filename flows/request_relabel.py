@@ -29,7 +29,7 @@ class RelabelRequest(BaseModel):
     queued: int
 
 
-@flow(name="request-relabel", log_prints=True)
+@flow(name="request-relabel", log_prints=True, persist_result=True)
 def request_relabel(repository: str, commit_id: str, run_id: str, budget: int | None = None) -> RelabelRequest:
     log = get_run_logger()
     ctx = FlowContext.load(repository)

@@ -22,7 +22,7 @@ log_model = step("log-to-mlflow", log_training)
 gate = step("challenger-gate", run_gate)
 
 
-@flow(name="retrain", log_prints=True)
+@flow(name="retrain", log_prints=True, persist_result=True)
 def retrain(repository: str, branch: str, commit_id: str, reason: str = "manual") -> ModelRef:
     log = get_run_logger()
     ctx = FlowContext.load(repository)

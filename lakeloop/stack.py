@@ -61,6 +61,8 @@ def service_env(s: Settings) -> dict[str, str]:
         # XGBoost's OpenMP threads spin while idle; on a shared 2-core box that makes a 2-thread fit ~10x slower.
         "OMP_WAIT_POLICY": "PASSIVE",
         "PREFECT_API_URL": s.prefect.api_url,
+        # flow results (the outcome models the demo and `lakeloop lineage` read) persist where every process sees them
+        "PREFECT_LOCAL_STORAGE_PATH": str(s.home / "prefect-results"),
         "MLFLOW_TRACKING_URI": s.mlflow.tracking_uri,
         "LAKEFS_ENDPOINT": s.lakefs.endpoint,
         "LAKEFS_ACCESS_KEY_ID": s.lakefs.access_key_id,

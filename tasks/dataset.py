@@ -14,10 +14,9 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from lakeloop.spec import DatasetSpec
+from tasks.corrections import CORRECTIONS_PREFIX
 from tasks.lake import Lake, ObjectRef
 from tasks.validate import ValidationResult, validate
-
-CORRECTIONS_PREFIX = "labels/corrections/"
 
 
 @dataclass

@@ -365,10 +365,12 @@ def _select(oofs: list[np.ndarray], y: np.ndarray, voting: str, threshold: float
     return [1.0 if i < best_k else 0.0 for i in range(m)]
 
 
-def model_signature(spec: Any) -> Any:
-    """Input schema from the spec (model features only); output label + probability; `voting` param."""
-    from mlflow.models.signature import ModelSignature
-    from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema
+def io_schemas(spec: Any) -> tuple[Any, Any]:
+    """(inputs, outputs) MLflow schemas from the spec: model features in; label + probability out.
+
+    The one model contract shared by the ensemble and the single-XGBoost pyfunc (`tasks.tracking`).
+    """
+    from mlflow.types.schema import ColSpec, Schema
 
     from lakeloop.spec import FeatureType
 
@@ -387,9 +389,18 @@ def model_signature(spec: Any) -> Any:
     outputs: list[Any] = [ColSpec("string", "label"), ColSpec("double", "probability")]
     if len(spec.classes) > 2:
         outputs += [ColSpec("double", f"probability_{c}") for c in spec.classes]
+    return Schema(cols), Schema(outputs)
+
+
+def model_signature(spec: Any) -> Any:
+    """Input schema from the spec (model features only); output label + probability; `voting` param."""
+    from mlflow.models.signature import ModelSignature
+    from mlflow.types.schema import ParamSchema, ParamSpec
+
+    inputs, outputs = io_schemas(spec)
     return ModelSignature(
-        inputs=Schema(cols),
-        outputs=Schema(outputs),
+        inputs=inputs,
+        outputs=outputs,
         params=ParamSchema([ParamSpec("voting", "string", "weighted")]),
     )
 

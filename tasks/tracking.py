@@ -30,6 +30,7 @@ from pydantic import BaseModel
 from lakeloop.settings import ROOT, MLflowSettings, get_settings
 from lakeloop.spec import DatasetSpec
 from tasks.drift import DriftReport
+from tasks.ensemble import io_schemas
 from tasks.profiling import from_bytes, summarize
 from tasks.train import TrainResult
 
@@ -136,26 +137,9 @@ class XGBSpecModel(PythonModel):  # type: ignore[misc]
 def model_signature(spec: DatasetSpec) -> Any:
     """Raw spec features in, `label` + `probability` out (same contract as the ensemble pyfunc)."""
     from mlflow.models.signature import ModelSignature
-    from mlflow.types.schema import ColSpec, Schema
 
-    from lakeloop.spec import FeatureType
-
-    cols: list[Any] = []
-    for name in spec.model_features:
-        f = spec.feature(name)
-        if f.type == FeatureType.categorical:
-            t = "string"
-        elif f.type == FeatureType.boolean:
-            t = "boolean"
-        elif f.type == FeatureType.integer and not f.nullable:
-            t = "long"
-        else:
-            t = "double"
-        cols.append(ColSpec(t, name))
-    outputs: list[Any] = [ColSpec("string", "label"), ColSpec("double", "probability")]
-    if len(spec.classes) > 2:
-        outputs += [ColSpec("double", f"probability_{c}") for c in spec.classes]
-    return ModelSignature(inputs=Schema(cols), outputs=Schema(outputs))
+    inputs, outputs = io_schemas(spec)
+    return ModelSignature(inputs=inputs, outputs=outputs)
 
 
 def raw_model_input(df: pl.DataFrame, spec: DatasetSpec) -> Any:

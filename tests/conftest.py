@@ -1,1 +1,1 @@
-pytest_plugins = ["tests.fixtures.lakefs", "tests.fixtures.lake", "tests.fixtures.prefect", "tests.fixtures.mlflow", "tests.fixtures.ensemble", "tests.fixtures.label_studio"]
+pytest_plugins = ["tests.fixtures.lakefs", "tests.fixtures.lake", "tests.fixtures.prefect", "tests.fixtures.mlflow", "tests.fixtures.ensemble", "tests.fixtures.label_studio", "tests.fixtures.loop_env"]

@@ -7,15 +7,14 @@ merges the corrections into main → on-commit sees changed labels and retrains.
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
-
 import polars as pl
 import pytest
 
 from lakeloop.settings import get_settings
 from tasks.lake import Lake
 from tasks.synth import synth_batch
+from tests.fixtures.label_studio import LabelStudioServer
+from tests.fixtures.loop_env import MakeLoopEnv
 
 pytestmark = pytest.mark.integration
 
@@ -25,33 +24,13 @@ REVIEWER = "reviewer@lakeloop.test"
 
 
 @pytest.fixture
-def loop_env(lakefs_server, mlflow_server, prefect_server, label_studio, tmp_path,  # type: ignore[no-untyped-def]
-             monkeypatch: pytest.MonkeyPatch) -> Iterator[Lake]:
-    repo = f"labels-{uuid.uuid4().hex[:8]}"
-    env = {
-        "LAKEFS_ENDPOINT": lakefs_server.endpoint,
-        "LAKEFS_ACCESS_KEY_ID": lakefs_server.access_key_id,
-        "LAKEFS_SECRET_ACCESS_KEY": lakefs_server.secret_access_key,
-        "LAKEFS_REPOSITORY": repo,
-        "LAKEFS_STORAGE_NAMESPACE": f"local://{repo}",
-        "MLFLOW_TRACKING_URI": mlflow_server,
-        "MLFLOW_MODEL_NAME": f"churn-{repo}",
-        "MLFLOW_EXPERIMENT": f"lakeloop-{repo}",
+def loop_env(make_loop_env: MakeLoopEnv, label_studio: LabelStudioServer) -> Lake:
+    return make_loop_env("labels", lambda repo: {
         "LABEL_STUDIO_URL": label_studio.url,
         "LABEL_STUDIO_API_TOKEN": label_studio.token,
         "LAKELOOP_LABELING_PROJECT_TITLE": f"review {repo}",
         "LAKELOOP_LABELING_TRUSTED_REVIEWERS": f'["{REVIEWER}"]',
-        "LAKELOOP_HOME": str(tmp_path / "home"),
-        "LAKELOOP_TRAIN_FOLDS": "3",
-        "LAKELOOP_TRAIN_N_ESTIMATORS": "150",
-    }
-    for k, v in env.items():
-        monkeypatch.setenv(k, v)
-    get_settings.cache_clear()
-    lake = Lake(get_settings().lakefs)
-    lake.ensure_repository()
-    yield lake
-    get_settings.cache_clear()
+    })
 
 
 def test_review_round_closes_the_loop(loop_env: Lake) -> None:

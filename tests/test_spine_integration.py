@@ -6,16 +6,14 @@ local lakeFS server; batches come from the synthetic churn generator.
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
-
 import polars as pl
 import pytest
 
+from lakeloop.demo import mixed_batch
 from lakeloop.settings import get_settings
 from tasks.lake import Lake
-from lakeloop.demo import mixed_batch
 from tasks.synth import synth_batch
+from tests.fixtures.loop_env import MakeLoopEnv
 
 pytestmark = pytest.mark.integration
 
@@ -23,29 +21,8 @@ ROWS = 3000
 
 
 @pytest.fixture
-def loop_env(lakefs_server, mlflow_server, prefect_server, tmp_path,  # type: ignore[no-untyped-def]
-             monkeypatch: pytest.MonkeyPatch) -> Iterator[Lake]:
-    repo = f"spine-{uuid.uuid4().hex[:8]}"
-    env = {
-        "LAKEFS_ENDPOINT": lakefs_server.endpoint,
-        "LAKEFS_ACCESS_KEY_ID": lakefs_server.access_key_id,
-        "LAKEFS_SECRET_ACCESS_KEY": lakefs_server.secret_access_key,
-        "LAKEFS_REPOSITORY": repo,
-        "LAKEFS_STORAGE_NAMESPACE": f"local://{repo}",
-        "MLFLOW_TRACKING_URI": mlflow_server,
-        "MLFLOW_MODEL_NAME": f"churn-{repo}",
-        "MLFLOW_EXPERIMENT": f"lakeloop-{repo}",
-        "LAKELOOP_HOME": str(tmp_path / "home"),
-        "LAKELOOP_TRAIN_FOLDS": "3",
-        "LAKELOOP_TRAIN_N_ESTIMATORS": "150",
-    }
-    for k, v in env.items():
-        monkeypatch.setenv(k, v)
-    get_settings.cache_clear()
-    lake = Lake(get_settings().lakefs)
-    lake.ensure_repository()
-    yield lake
-    get_settings.cache_clear()
+def loop_env(make_loop_env: MakeLoopEnv) -> Lake:
+    return make_loop_env("spine")
 
 
 def _commit(lake: Lake, name: str, frame: pl.DataFrame) -> str:

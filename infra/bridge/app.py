@@ -108,6 +108,17 @@ def create_app(config: BridgeConfig) -> Starlette:
         done = config.ledger.run_once(key, kind, config.owner, send, {"event": event.event})
         return "emitted" if done else "duplicate"
 
+    async def relay(key: str, kind: str, event: Event, **extra: str) -> JSONResponse:
+        """Emit once per key; 503 (retryable by the sender) when Prefect does not accept the event."""
+        try:
+            status = await run_in_threadpool(deliver, key, kind, event)
+        except EmitError as e:
+            count("emit_failed")
+            log.warning("emit failed for %s: %s", key, e)
+            return JSONResponse({"error": f"Prefect did not accept the event: {e}"}, 503)
+        count(status)
+        return JSONResponse({"status": status, "event": event.event, "key": key, **extra})
+
     async def lakefs_events(request: Request) -> JSONResponse:
         ev = await parse(request, LakeFSHookEvent)
         if isinstance(ev, JSONResponse):
@@ -126,14 +137,7 @@ def create_app(config: BridgeConfig) -> Starlette:
             count("skipped")
             return JSONResponse({"status": "skipped", "key": key})
         event = commit_event(commit_payload(ev))
-        try:
-            status = await run_in_threadpool(deliver, key, "lakefs", event)
-        except EmitError as e:
-            count("emit_failed")
-            log.warning("emit failed for %s: %s", key, e)
-            return JSONResponse({"error": f"Prefect did not accept the event: {e}"}, 503)
-        count(status)
-        return JSONResponse({"status": status, "event": event.event, "key": key, "event_id": str(event.id)})
+        return await relay(key, "lakefs", event, event_id=str(event.id))
 
     async def lakefs_pre_merge(request: Request) -> JSONResponse:
         ev = await parse(request, LakeFSHookEvent)
@@ -170,13 +174,7 @@ def create_app(config: BridgeConfig) -> Starlette:
         payload = LabelsPayload(project_id=project_id, annotation_id=ev.annotation.id,
                                 task_id=ev.task.id if ev.task else None, action=ev.action)
         event = build_event(LABELS_READY, labels_resource(project_id), payload)
-        try:
-            status = await run_in_threadpool(deliver, key, "label-studio", event)
-        except EmitError as e:
-            count("emit_failed")
-            return JSONResponse({"error": f"Prefect did not accept the event: {e}"}, 503)
-        count(status)
-        return JSONResponse({"status": status, "event": event.event, "key": key})
+        return await relay(key, "label-studio", event)
 
     async def health(request: Request) -> JSONResponse:
         return JSONResponse({"ok": True, "counters": config.counters})

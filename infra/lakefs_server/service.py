@@ -764,6 +764,24 @@ class LakeFS:
                 return True
         return False
 
+    def _replay_base(self, conn: sqlite3.Connection, repo: str, branch: str, ref: str, parent_number: int,
+                     verb: str) -> tuple[str, Tree, dict[str, Any], Tree]:
+        """What revert and cherry-pick both start from: the clean branch head (id, tree), the commit
+        at `ref`, and the tree of its chosen (1-based `parent_number`) parent."""
+        self._repo(conn, repo)
+        head = self._branch_head(conn, repo, branch)
+        head_tree = self._tree(conn, repo, head)
+        if self._dirty(conn, repo, branch, head_tree):
+            raise ApiError(400, "uncommitted changes (dirty branch)")
+        c = self.commit(conn, repo, refs.resolve(conn, repo, ref).commit_id)
+        parents = c["parents"]
+        if len(parents) > 1 and parent_number <= 0:
+            raise ApiError(409, f"must specify 1-based parent number for {verb} merge commit")
+        idx = max(parent_number, 1) - 1
+        if idx >= len(parents):
+            raise ApiError(400, f"parent number {parent_number}: invalid value")
+        return head, head_tree, c, self._tree(conn, repo, parents[idx])
+
     def revert(
         self,
         repo: str,
@@ -776,19 +794,7 @@ class LakeFS:
     ) -> None:
         with self.branch_lock(repo, branch):
             with self.store.read() as conn:
-                self._repo(conn, repo)
-                head = self._branch_head(conn, repo, branch)
-                head_tree = self._tree(conn, repo, head)
-                if self._dirty(conn, repo, branch, head_tree):
-                    raise ApiError(400, "uncommitted changes (dirty branch)")
-                c = self.commit(conn, repo, refs.resolve(conn, repo, ref).commit_id)
-                parents = c["parents"]
-                if len(parents) > 1 and parent_number <= 0:
-                    raise ApiError(409, "must specify 1-based parent number for reverting merge commit")
-                idx = max(parent_number, 1) - 1
-                if idx >= len(parents):
-                    raise ApiError(400, f"parent number {parent_number}: invalid value")
-                ptree = self._tree(conn, repo, parents[idx])
+                head, head_tree, c, ptree = self._replay_base(conn, repo, branch, ref, parent_number, "reverting")
                 outcome = mergelib.three_way(self.store.tree(c["meta_range_id"])[0], ptree, head_tree, None)
             if outcome.conflicts:
                 raise ApiError(409, "conflict found")
@@ -810,19 +816,8 @@ class LakeFS:
         """Apply one commit's changes (against its chosen parent) onto the branch head, as a new commit."""
         with self.branch_lock(repo, branch):
             with self.store.read() as conn:
-                self._repo(conn, repo)
-                head = self._branch_head(conn, repo, branch)
-                head_tree = self._tree(conn, repo, head)
-                if self._dirty(conn, repo, branch, head_tree):
-                    raise ApiError(400, "uncommitted changes (dirty branch)")
-                c = self.commit(conn, repo, refs.resolve(conn, repo, ref).commit_id)
-                parents = c["parents"]
-                if len(parents) > 1 and parent_number <= 0:
-                    raise ApiError(409, "must specify 1-based parent number for cherry-picking merge commit")
-                idx = max(parent_number, 1) - 1
-                if idx >= len(parents):
-                    raise ApiError(400, f"parent number {parent_number}: invalid value")
-                ptree = self._tree(conn, repo, parents[idx])
+                head, head_tree, c, ptree = self._replay_base(conn, repo, branch, ref, parent_number,
+                                                              "cherry-picking")
                 outcome = mergelib.three_way(ptree, self.store.tree(c["meta_range_id"])[0], head_tree, None)
             if outcome.conflicts:
                 raise ApiError(409, "conflict found")
