@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from prefect import flow, get_run_logger
-from pydantic import BaseModel
 
 from flows.context import FlowContext, step
+from flows.outcomes import InferenceOutcome
 from flows.reports import publish
 from lakeloop import events
 from tasks import dataset
@@ -18,11 +18,6 @@ PREDICTIONS_BRANCH = "predictions"
 score = step("score-with-champion", predict)
 
 
-class InferenceOutcome(BaseModel):
-    data_commit: str
-    predictions_commit: str
-    model_version: str
-    rows: int
 
 
 @flow(name="batch-inference", log_prints=True, persist_result=True)

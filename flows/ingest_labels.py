@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import polars as pl
 from prefect import flow, get_run_logger
-from pydantic import BaseModel
 
 from flows.context import FlowContext
+from flows.outcomes import LabelIntake
 from flows.reports import publish
 from tasks import dataset
 from tasks.corrections import (
@@ -19,17 +19,6 @@ from tasks.corrections import (
 )
 from tasks.label_issues import ReviewLedger, row_hashes
 from tasks.labeling import LabelStudioAdapter
-
-
-class LabelIntake(BaseModel):
-    project_id: int
-    annotations: int
-    corrections: int
-    confirmed: int
-    pending: int
-    unsure: int
-    held: int = 0
-    merge_commit: str | None = None
 
 
 @flow(name="ingest-labels", log_prints=True, persist_result=True)

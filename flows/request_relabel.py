@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 from prefect import flow, get_run_logger
-from pydantic import BaseModel
 
 from flows.context import FlowContext, step
+from flows.outcomes import RelabelRequest
 from flows.reports import publish
 from tasks import dataset
 from tasks.corrections import new_round_id
@@ -19,14 +19,6 @@ load_training_set = step("load-training-set", dataset.training_set)
 rank = step("rank-label-issues", rank_label_issues)
 
 
-class RelabelRequest(BaseModel):
-    round_id: str
-    project_id: int
-    candidates: int
-    selected: int
-    created: int
-    existing: int
-    queued: int
 
 
 @flow(name="request-relabel", log_prints=True, persist_result=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -16,7 +17,7 @@ lakefs_app = typer.Typer(no_args_is_help=True, help="The local lakeFS-compatible
 data_app = typer.Typer(no_args_is_help=True, help="Datasets: synthetic churn batches.")
 app.add_typer(lakefs_app, name="lakefs")
 app.add_typer(data_app, name="data")
-console = Console()
+console = Console(width=None if sys.stdout.isatty() else 150)  # logs and CI get the full table
 
 
 @lakefs_app.command("serve")

@@ -161,7 +161,14 @@ def _add_row(table: Table, batch: DemoBatch, commit_id: str, run: dict[str, Any]
     model = outcome.model
     table.add_row(
         batch.name, commit_id[:12], str(outcome.batch_rows), str(outcome.batch_rows - outcome.invalid_rows),
-        str(outcome.invalid_rows), outcome.decision.reason, ", ".join(outcome.drifted) or "-",
+        str(outcome.invalid_rows), outcome.decision.reason, _short_list(outcome.drifted),
         f"v{model.version}" if model else "-",
         f"{model.metrics.get('roc_auc', float('nan')):.3f}" if model else "-",
     )
+
+
+def _short_list(names: list[str], keep: int = 3) -> str:
+    if not names:
+        return "-"
+    more = f" +{len(names) - keep}" if len(names) > keep else ""
+    return ", ".join(names[:keep]) + more
