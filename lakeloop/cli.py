@@ -139,12 +139,29 @@ def rollback(name: Annotated[str | None, typer.Argument(help="Registered model n
 
 
 @app.command()
+def deploy() -> None:
+    """Create or update every deployment of prefect.yaml on the configured Prefect server."""
+    from lakeloop.deploy import deploy_all
+    from lakeloop.settings import ROOT
+
+    s = get_settings()
+    result = deploy_all(s.prefect.api_url, s.prefect.work_pool, ROOT)
+    console.print(f"deployed: {', '.join(result.deployments)}")
+
+
+@app.command()
 def reconcile() -> None:
     """Emit events for lakeFS commits the bridge missed."""
+    from lakeloop.events import publish
     from lakeloop.reconcile import reconcile_once
+    from lakeloop.state import Ledger
+    from tasks.lake import Lake
 
-    emitted = reconcile_once(get_settings())
-    console.print(f"emitted {len(emitted)} missed commit event(s)")
+    s = get_settings()
+    report = reconcile_once(Lake(s.lakefs), Ledger.default(), lambda ev: publish([ev], s.prefect.api_url))
+    console.print(f"emitted {len(report.emitted)} missed commit event(s); {report.already} already processed")
+    for err in report.errors:
+        console.print(f"[red]{err}[/]")
 
 
 if __name__ == "__main__":
