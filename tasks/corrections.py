@@ -31,8 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from lakeloop.spec import DatasetSpec
 from tasks.labeling import UNSURE, Annotation
 from tasks.lake import Lake
-
-CORRECTIONS_PREFIX = "labels/corrections/"
+from tasks.layout import CORRECTIONS_PREFIX
 
 CORRECTIONS_SCHEMA: dict[str, pl.DataType] = {
     "id": pl.Utf8(),

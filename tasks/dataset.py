@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from lakeloop.spec import DatasetSpec
-from tasks.corrections import CORRECTIONS_PREFIX
 from tasks.lake import Lake, ObjectRef
+from tasks.layout import CORRECTIONS_PREFIX
 from tasks.validate import ValidationResult, validate
 
 

@@ -20,9 +20,9 @@ from mlflow import MlflowClient
 from lakeloop.settings import get_settings
 from tasks.ensemble import model_input
 from tasks.lake import Lake
+from tasks.layout import PREDICTIONS_PREFIX
 from tasks.whylogs_compat import DatasetProfileView, profile_pandas
 
-PREDICTIONS_PREFIX = "predictions/"
 SHORT_COMMIT = 12
 
 _ALIAS = re.compile(r"^models:/(?P<name>[^/@]+)@(?P<alias>[^/]+)$")

@@ -269,12 +269,11 @@ def test_ledger_lease_expiry_and_order(tmp_path: Path) -> None:
 
 # ---- prefect.yaml contract ----------------------------------------------------------------------
 def test_prefect_yaml_triggers_match_flow_signatures_and_payloads() -> None:
+    import importlib
     import inspect
     import re
 
     from prefect.events.schemas.deployment_triggers import DeploymentEventTrigger
-
-    import importlib
 
     from lakeloop.deploy import load_deployments
     from lakeloop.events import PAYLOADS

@@ -44,6 +44,9 @@ def test_unreadable_object_names_repo_ref_and_path(lake: Lake) -> None:
 
 
 def test_install_actions_is_idempotent(lake: Lake) -> None:
-    text = "name: noop actions\non:\n  post-commit:\n    branches: [nothing-matches]\nhooks:\n  - id: noop\n    type: webhook\n    properties: {url: \"http://127.0.0.1:9/\"}\n"
+    text = (
+        "name: noop actions\non:\n  post-commit:\n    branches: [nothing-matches]\n"
+        "hooks:\n  - id: noop\n    type: webhook\n    properties: {url: \"http://127.0.0.1:9/\"}\n"
+    )
     assert lake.install_actions("main", "t.yaml", text) is not None
     assert lake.install_actions("main", "t.yaml", text) is None
