@@ -134,6 +134,7 @@ class LabelsPayload(_Payload):
     annotation_id: int
     task_id: int | None = None
     action: str
+    answers: int = 1  # answers this event announces (the bridge gathers a labeler's burst into one event)
 
 
 class ModelRegisteredPayload(_Payload):

@@ -72,6 +72,8 @@ class BridgeSettings(BaseSettings):
 
     url: str = "http://127.0.0.1:8765"
     secret: str = "lakeloop-local-webhook-secret"
+    # seconds without a new Label Studio answer before the bridge announces the gathered answers
+    labels_quiet_s: float = 10.0
 
 
 class DriftSettings(BaseSettings):

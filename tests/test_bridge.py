@@ -200,7 +200,42 @@ def test_label_studio_annotation_emits_labels_ready_once_per_version(ledger: Led
     assert [e.event for e in rec.events] == [LABELS_READY, LABELS_READY]
     ev = rec.events[0]
     assert ev.resource.id == "lakeloop.label-studio.project.12"
-    assert ev.payload == {"project_id": 12, "annotation_id": 7, "task_id": 3, "action": "ANNOTATION_CREATED"}
+    assert ev.payload == {"project_id": 12, "annotation_id": 7, "task_id": 3, "action": "ANNOTATION_CREATED",
+                          "answers": 1}
+
+
+def test_label_studio_burst_is_announced_once_after_a_quiet_period(ledger: Ledger, rec: Recorder) -> None:
+    import time
+
+    app = create_app(BridgeConfig(secret=SECRET, ledger=ledger, emitter=rec, labels_quiet_s=0.5))
+    with TestClient(app) as c:  # the context keeps the app's event loop (and its timers) running
+        statuses = [c.post("/label-studio/events", json=ls_body(ann=i), headers=AUTH).json()["status"]
+                    for i in range(20)]
+        assert statuses == ["queued"] * 20
+        assert c.post("/label-studio/events", json=ls_body(ann=3), headers=AUTH).json()["status"] == "duplicate"
+        assert rec.events == [], "nothing is announced while answers keep coming"
+        deadline = time.monotonic() + 5
+        while not rec.events and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.7)
+    assert len(rec.events) == 1
+    assert rec.events[0].payload["answers"] == 20 and rec.events[0].payload["annotation_id"] == 19
+
+
+def test_label_studio_announcement_is_retried_when_prefect_refuses(ledger: Ledger, rec: Recorder) -> None:
+    import time
+
+    rec.fail = True
+    app = create_app(BridgeConfig(secret=SECRET, ledger=ledger, emitter=rec, labels_quiet_s=0.3))
+    with TestClient(app) as c:
+        c.post("/label-studio/events", json=ls_body(ann=1), headers=AUTH)
+        time.sleep(0.6)
+        assert rec.events == []
+        rec.fail = False
+        deadline = time.monotonic() + 5
+        while not rec.events and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert len(rec.events) == 1 and rec.events[0].payload["answers"] == 1
 
 
 def test_label_studio_other_actions_ignored_and_malformed_rejected(ledger: Ledger, rec: Recorder) -> None:

@@ -11,6 +11,8 @@ reconciler).
 
 from __future__ import annotations
 
+import asyncio
+
 import hashlib
 import hmac
 import json
@@ -59,6 +61,10 @@ class BridgeConfig:
     gate: MergeGate | None = None
     owner: str = "bridge"
     counters: dict[str, int] = field(default_factory=dict)
+    # Label Studio sends one webhook per answer. With a quiet period, answers are deduped and acknowledged
+    # at once, and one `labels.ready` per project is emitted after `labels_quiet_s` without new answers
+    # (a labeler working through 300 tasks starts one intake, not 300). 0 emits per answer.
+    labels_quiet_s: float = 0.0
 
 
 def commit_payload(ev: LakeFSHookEvent, delivered_by: str = "bridge") -> CommitPayload:
@@ -72,6 +78,9 @@ def commit_payload(ev: LakeFSHookEvent, delivered_by: str = "bridge") -> CommitP
 
 
 def create_app(config: BridgeConfig) -> Starlette:
+    pending: dict[int, list[LabelsPayload]] = {}  # project -> answers not yet announced
+    timers: dict[int, asyncio.TimerHandle] = {}
+
     def count(name: str) -> None:
         config.counters[name] = config.counters.get(name, 0) + 1
 
@@ -173,8 +182,44 @@ def create_app(config: BridgeConfig) -> Starlette:
         key = annotation_key(project_id, f"{ev.annotation.id}@{version}")
         payload = LabelsPayload(project_id=project_id, annotation_id=ev.annotation.id,
                                 task_id=ev.task.id if ev.task else None, action=ev.action)
-        event = build_event(LABELS_READY, labels_resource(project_id), payload)
-        return await relay(key, "label-studio", event)
+        if config.labels_quiet_s <= 0:
+            return await relay(key, "label-studio", build_event(LABELS_READY, labels_resource(project_id), payload))
+        fresh = await run_in_threadpool(config.ledger.run_once, key, "label-studio", config.owner, lambda: None,
+                                        {"event": LABELS_READY})
+        if not fresh:
+            count("duplicate")
+            return JSONResponse({"status": "duplicate", "key": key})
+        pending.setdefault(project_id, []).append(payload)
+        _restart_timer(project_id)
+        count("queued")
+        return JSONResponse({"status": "queued", "key": key, "pending": len(pending[project_id])})
+
+    def _restart_timer(project_id: int) -> None:
+        loop = asyncio.get_running_loop()
+        if project_id in timers:
+            timers[project_id].cancel()
+        timers[project_id] = loop.call_later(config.labels_quiet_s,
+                                             lambda: asyncio.ensure_future(announce(project_id)))
+
+    async def announce(project_id: int) -> None:
+        """One event for the answers gathered; on failure keep them and try again after another quiet period.
+        (If the bridge dies meanwhile, ingest-labels' schedule still reads every answer from Label Studio.)"""
+        timers.pop(project_id, None)
+        batch = pending.get(project_id) or []
+        if not batch:
+            return
+        last = batch[-1]
+        payload = LabelsPayload(project_id=project_id, annotation_id=last.annotation_id, task_id=last.task_id,
+                                action=last.action, answers=len(batch))
+        try:
+            await run_in_threadpool(config.emitter, build_event(LABELS_READY, labels_resource(project_id), payload))
+        except EmitError as e:
+            count("emit_failed")
+            log.warning("labels.ready for project %s not accepted (%s); retrying", project_id, e)
+            _restart_timer(project_id)
+            return
+        del pending[project_id][: len(batch)]
+        count("emitted")
 
     async def health(request: Request) -> JSONResponse:
         return JSONResponse({"ok": True, "counters": config.counters})
