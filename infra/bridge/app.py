@@ -12,7 +12,6 @@ reconciler).
 from __future__ import annotations
 
 import asyncio
-
 import hashlib
 import hmac
 import json
