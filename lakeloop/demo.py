@@ -91,11 +91,15 @@ def wait_for_run(api_url: str, flow_name: str, match: dict[str, Any], timeout: f
     deadline = time.monotonic() + timeout
     api = api_url.rstrip("/")
     while time.monotonic() < deadline:
-        flows = httpx.post(f"{api}/flows/filter", json={"flows": {"name": {"any_": [flow_name]}}}, timeout=10).json()
-        if flows:
+        try:
+            flows = httpx.post(f"{api}/flows/filter", json={"flows": {"name": {"any_": [flow_name]}}},
+                               timeout=30).json()
             runs = httpx.post(f"{api}/flow_runs/filter", json={
                 "flows": {"id": {"any_": [flows[0]["id"]]}}, "sort": "START_TIME_DESC", "limit": 50,
-            }, timeout=10).json()
+            }, timeout=30).json() if flows else []
+        except httpx.HTTPError:  # a busy server answers late; keep waiting
+            runs = []
+        if runs:
             for run in runs:
                 params = run.get("parameters") or {}
                 if all(params.get(k) == v for k, v in match.items()):
