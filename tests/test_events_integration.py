@@ -193,8 +193,6 @@ e.emit(e.LABELS_READY, e.labels_resource(41),
     (r,) = p.wait_for_runs("retrain/retrain", lambda r: r["parameters"].get("commit_id") == f"c-{tag}")
     assert r["parameters"] == {"repository": "churn", "branch": "main", "commit_id": f"c-{tag}",
                                "reason": "drift in tenure_months"}
-    (r,) = p.wait_for_runs("build-ensemble/build-ensemble", lambda r: r["parameters"].get("commit_id") == f"m-{tag}")
-    assert r["parameters"] == {"repository": "churn", "commit_id": f"m-{tag}"}
     (r,) = p.wait_for_runs("request-relabel/request-relabel",
                            lambda r: r["parameters"].get("run_id") == f"run-{tag}")
     assert r["parameters"] == {"repository": "churn", "commit_id": f"m-{tag}", "run_id": f"run-{tag}"}
@@ -205,3 +203,6 @@ e.emit(e.LABELS_READY, e.labels_resource(41),
     # single-expression templates keep the payload's JSON type: an int, not "41"
     runs = p.wait_for_runs("ingest-labels/ingest-labels", lambda r: r["parameters"].get("project_id") == 41)
     assert runs[0]["parameters"] == {"project_id": 41}
+    # an Optuna search per registered model would fight the loop for the cores: ensembles are weekly/on demand
+    assert not [r for r in p.flow_runs("build-ensemble/build-ensemble")
+                if r["parameters"].get("commit_id") == f"m-{tag}"]
