@@ -135,8 +135,11 @@ def deploy_all(
     pfile = Path(prefect_file).resolve() if prefect_file else project_root / "prefect.yaml"
     if not pfile.exists():
         raise DeployError(f"{pfile}: no such prefect.yaml")
+    from lakeloop.settings import get_settings
+
     env = {**os.environ, **QUIET_ENV, "PREFECT_API_URL": api_url,
-           "LAKELOOP_PROJECT_ROOT": str(project_root), "LAKELOOP_PREFECT_WORK_POOL": pool}
+           "LAKELOOP_PROJECT_ROOT": str(project_root), "LAKELOOP_PREFECT_WORK_POOL": pool,
+           "LAKEFS_REPOSITORY": get_settings().lakefs.repository}  # scheduled runs' repository
     if home is not None:
         env["PREFECT_HOME"] = str(home / "prefect")
     cmd = [sys.executable, "-m", "lakeloop.deploy", "--pool", pool, "--project-root", str(project_root),

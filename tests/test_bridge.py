@@ -315,7 +315,7 @@ def test_prefect_yaml_triggers_match_flow_signatures_and_payloads() -> None:
 
     root = Path(__file__).resolve().parents[1]
     deps = load_deployments(root / "prefect.yaml", {"LAKELOOP_PROJECT_ROOT": str(root),
-                                                    "LAKELOOP_PREFECT_WORK_POOL": "pool"})
+                                                    "LAKELOOP_PREFECT_WORK_POOL": "pool", "LAKEFS_REPOSITORY": "r"})
     names = {d["name"] for d in deps}
     assert names == {"on-commit", "retrain", "build-ensemble", "request-relabel", "ingest-labels",
                      "batch-inference", "monitor"}
