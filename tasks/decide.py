@@ -44,8 +44,14 @@ class CommitOutcome(BaseModel):
     drifted: list[str] = []
 
 
-def decide(batch: CommitBatch, drift: DriftReport | None, *, has_model: bool) -> Decision:
-    """First data trains; later commits retrain on dataset drift or on changed labels, nothing else."""
+def decide(batch: CommitBatch, drift: DriftReport | None, *, has_model: bool,
+           trained_versions: list[str] | None = None) -> Decision:
+    """First data trains; later commits retrain on dataset drift or on changed labels, nothing else.
+
+    A commit that already has a model (a redelivered event, a manual re-run) is never trained twice."""
+    if trained_versions:
+        return Decision(retrain=False, reason="already-trained",
+                        reasons=[f"this commit already trained version(s) {', '.join(trained_versions)}"])
     if batch.labels_changed:
         return Decision(retrain=True, reason="labels-changed",
                         reasons=[f"label corrections changed: {', '.join(batch.labels_changed)}"])
