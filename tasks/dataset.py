@@ -66,22 +66,21 @@ def commit_batch(lake: Lake, spec: DatasetSpec, commit_id: str) -> CommitBatch:
     """Validate the data objects this commit added or changed (ids checked against the parent's data)."""
     parent = first_parent(lake, commit_id)
     batch = CommitBatch(commit_id=commit_id, parent_id=parent)
-    data_prefix = lake.settings.data_prefix
+    objects = {o.path: o for o in lake.data_objects(commit_id)}  # data prefix, parquet/csv only
     if parent is None:
-        changed = [o.path for o in lake.data_objects(commit_id)]
+        changed = list(objects)
     else:
         changes = lake.diff(parent, commit_id)
-        changed = [c.path for c in changes if c.type in ("added", "changed") and c.path.startswith(data_prefix)]
+        changed = [c.path for c in changes if c.type in ("added", "changed") and c.path in objects]
+        data_prefix = lake.settings.data_prefix
         batch.removed = [c.path for c in changes if c.type == "removed" and c.path.startswith(data_prefix)]
         batch.labels_changed = [c.path for c in changes if c.path.startswith(CORRECTIONS_PREFIX)]
-    changed = [p for p in changed if p.endswith((".parquet", ".csv"))]
     known = known_ids(lake, spec, parent, exclude=set(changed)) if parent else set()
-    by_path = {o.path: o for o in lake.data_objects(commit_id)}
     for path in sorted(changed):
         df = lake.read_frame(commit_id, path)
         result = validate(df, spec, source=f"lakefs://{lake.settings.repository}/{commit_id[:12]}/{path}",
                           known_ids=known)
-        batch.checks.append(ObjectCheck(obj=by_path[path], result=result))
+        batch.checks.append(ObjectCheck(obj=objects[path], result=result))
         known |= set(result.valid.get_column(spec.id_column).cast(pl.Utf8).to_list())
     return batch
 
