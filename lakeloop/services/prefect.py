@@ -35,7 +35,8 @@ def prefect_client_env(api_url: str, home: Path) -> dict[str, str]:
     }
 
 
-def start_prefect_server(home: Path, port: int, *, ui: bool = True, timeout: float = 90.0) -> Service:
+def start_prefect_server(home: Path, port: int, *, ui: bool = True, timeout: float = 90.0,
+                         extra_env: dict[str, str] | None = None) -> Service:
     """`prefect server start` on loopback with its SQLite database under `home`."""
     api_url = f"http://127.0.0.1:{port}/api"
     data = home / "prefect"
@@ -49,6 +50,7 @@ def start_prefect_server(home: Path, port: int, *, ui: bool = True, timeout: flo
         "PREFECT_SERVER_EVENTS_PROACTIVE_GRANULARITY": "PT1S",
         "PREFECT_SERVER_SERVICES_TRIGGERS_ENABLED": "true",
         "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "10",
+        **(extra_env or {}),
     }
     return start_service(
         "prefect-server",
