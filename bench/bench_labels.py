@@ -21,17 +21,14 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 from cleanlab.filter import find_label_issues
-from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
-from sklearn.model_selection import PredefinedSplit, cross_val_predict
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 
 from bench.results_io import record
 from lakeloop.settings import TrainSettings
 from lakeloop.spec import DatasetSpec
-from tasks.features import model_frame, numeric_matrix
+from tasks.features import model_frame
 from tasks.label_issues import rank_label_issues
+from tasks.review_committee import score_committee
 from tasks.synth import synth_batch
 from tasks.train import train_xgb
 
@@ -75,19 +72,15 @@ def main() -> None:
     noisy = set(truth.filter(pl.col("is_noisy"))["customer_id"].to_list())
     churn_prob = dict(zip(truth["customer_id"].to_list(), truth["churn_prob"].to_list(), strict=True))
 
-    # members on the same folds: XGBoost (train_xgb's CV) and a logistic regression
+    # the product's review committee (flows/retrain.py): XGBoost + a linear model on the same folds
     xgb = train_xgb(df, SPEC, settings)
     ids, y = xgb.ids, xgb.labels
-    row_of = {r: k for k, r in enumerate(df["customer_id"].to_list())}
-    order = [row_of[i] for i in ids]
-    X = numeric_matrix(df, SPEC)[order]
-    lr = cross_val_predict(make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)), X, y,
-                           cv=PredefinedSplit(xgb.fold_of_row), method="predict_proba")
-    ensemble = (xgb.oof_proba + lr) / 2
+    members = list(score_committee(xgb, df, SPEC).values())
+    ensemble = np.mean(members, axis=0)
 
     B = a.budget
     t_rank = time.perf_counter()
-    ours = [i.id for i in rank_label_issues(ids, y, ensemble, member_proba=[xgb.oof_proba, lr],
+    ours = [i.id for i in rank_label_issues(ids, y, ensemble, member_proba=members,
                                             threshold=SPEC.business_threshold)]
     rank_s = time.perf_counter() - t_rank
     cl_idx = find_label_issues(y, xgb.oof_proba, return_indices_ranked_by="self_confidence", n_jobs=1)

@@ -13,12 +13,12 @@ from tasks import dataset
 from tasks.corrections import new_round_id
 from tasks.label_issues import LabelIssue, ReviewLedger, rank_label_issues, row_hashes, select_budget
 from tasks.labeling import LabelStudioAdapter
+from tasks.review_committee import committee_from_oof
 from tasks.tracking import load_oof
+from tasks.train import class_names
 
 load_training_set = step("load-training-set", dataset.training_set)
 rank = step("rank-label-issues", rank_label_issues)
-
-
 
 
 @flow(name="request-relabel", log_prints=True, persist_result=True)
@@ -29,10 +29,12 @@ def request_relabel(repository: str, commit_id: str, run_id: str, budget: int | 
 
     oof = load_oof(run_id)  # leakage-free: each row scored by a model that never saw it
     data, _ = load_training_set(ctx.lake, ctx.spec, commit_id)
-    proba_cols = [c for c in oof.columns if c.startswith("proba_")]
-    proba = oof.select(proba_cols).to_numpy()
+    names = class_names(ctx.spec)
+    proba_cols = [f"proba_{c}" for c in names]
+    mean, members = committee_from_oof(oof, names)
     ids = oof.get_column(ctx.spec.id_column).to_list()
-    issues = rank(ids, oof.get_column("label_index").to_numpy(), proba, threshold=ctx.spec.business_threshold)
+    issues = rank(ids, oof.get_column("label_index").to_numpy(), mean, member_proba=members,
+                  threshold=ctx.spec.business_threshold)
 
     hashes = row_hashes(data, ctx.spec)
     ledger = ReviewLedger.at(ctx.settings.state_dir)

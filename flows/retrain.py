@@ -12,6 +12,7 @@ from tasks.decide import ModelRef
 from tasks.gate import GateResult, run_gate
 from tasks.profiling import ProfileStore, dataset_profile, to_bytes
 from tasks.registry import apply_gate
+from tasks.review_committee import member_columns, score_committee
 from tasks.tracking import Lineage, log_training, oof_frame
 from tasks.train import train_xgb
 
@@ -20,6 +21,7 @@ profile_training_set = step("profile-training-set", dataset_profile)
 train = step("train-xgboost", train_xgb)
 log_model = step("log-to-mlflow", log_training)
 gate = step("challenger-gate", run_gate)
+committee = step("score-review-committee", score_committee)
 
 
 @flow(name="retrain", log_prints=True, persist_result=True)
@@ -36,11 +38,13 @@ def retrain(repository: str, branch: str, commit_id: str, reason: str = "manual"
     profile, _ = profile_training_set([(c.obj.checksum, c.valid_rows) for c in checks], store, ctx.spec)
 
     result = train(train_rows, ctx.spec, ctx.settings.train)
+    members = committee(result, train_rows, ctx.spec)  # for the label review after registration
     lineage = Lineage(repository=ctx.settings.lakefs.repository, branch=branch, commit_id=commit_id,
                       spec_hash=ctx.spec.spec_hash())
     record = log_model(result, spec=ctx.spec, lineage=lineage, profile_view_bytes=to_bytes(profile),
                        drift_report=None, reason=reason, registered_name=ctx.model_name,
-                       oof=oof_frame(result, train_rows, ctx.spec))
+                       oof=oof_frame(result, train_rows, ctx.spec).with_columns(
+                           **member_columns(members, result.class_names)))
     log.info("registered %s v%s (run %s) from %s: %s", ctx.model_name, record.version, record.run_id,
              commit_id[:12], {k: round(v, 4) for k, v in result.metrics.items() if isinstance(v, float)})
 
