@@ -49,6 +49,9 @@ def test_review_round_closes_the_loop(loop_env: Lake) -> None:
     c1 = lake.commit("main", "noisy batch")
     first = on_commit(repository=lake.settings.repository, branch="main", commit_id=c1)
     assert first.model is not None
+    from tasks.tracking import load_oof
+    oof_columns = load_oof(first.model.run_id).columns  # the review committee travels with the run
+    assert {"member_xgboost_proba_yes", "member_logreg_proba_yes"} <= set(oof_columns)
 
     req = request_relabel(repository=lake.settings.repository, commit_id=c1, run_id=first.model.run_id,
                           budget=BUDGET)
