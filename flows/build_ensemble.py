@@ -22,7 +22,9 @@ gate = step("challenger-gate", run_gate)
 
 
 @flow(name="build-ensemble", log_prints=True, persist_result=True)
-def build_ensemble(repository: str, commit_id: str = "main") -> ModelRef:
+def build_ensemble(repository: str, commit_id: str = "main", trials: int | None = None,
+                   timeout_s: float | None = None) -> ModelRef:
+    """`trials`/`timeout_s` override the settings' search budget for this run (a quick manual run, the demo)."""
     log = get_run_logger()
     ctx = FlowContext.load(repository)
     commit_id = ctx.lake.head(commit_id)
@@ -32,7 +34,8 @@ def build_ensemble(repository: str, commit_id: str = "main") -> ModelRef:
     lineage = Lineage(repository=ctx.settings.lakefs.repository, branch=ctx.settings.lakefs.default_branch,
                       commit_id=commit_id, spec_hash=ctx.spec.spec_hash())
     e = ctx.settings.ensemble
-    candidates = search(train_rows, ctx.spec, lineage, n_trials=e.trials, timeout_s=e.timeout_s, n_folds=e.folds,
+    candidates = search(train_rows, ctx.spec, lineage, n_trials=trials or e.trials,
+                        timeout_s=timeout_s or e.timeout_s, n_folds=e.folds,
                         n_jobs=ctx.settings.train.n_jobs, experiment=ctx.settings.mlflow.experiment)
     run_id, _, version = package(candidates, name=ctx.model_name, voting=e.voting,
                                  description=f"voted ensemble on {lineage.repository}@{commit_id[:12]}")

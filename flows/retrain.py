@@ -56,6 +56,11 @@ def retrain(repository: str, branch: str, commit_id: str, reason: str = "manual"
         "model_name": ctx.model_name, "version": str(record.version), "run_id": record.run_id,
         "repository": lineage.repository, "branch": branch, "commit_id": commit_id, "reason": reason,
     })
+    if promoted:  # a new champion: refresh the predictions it serves
+        events.emit(events.MODEL_PROMOTED, events.model_resource(ctx.model_name), {
+            "model_name": ctx.model_name, "version": str(record.version), "run_id": record.run_id, "kind": "model",
+            "repository": lineage.repository, "branch": branch, "commit_id": commit_id,
+        })
     return ModelRef(name=ctx.model_name, version=str(record.version), run_id=record.run_id, promoted=promoted,
                     metrics={k: float(v) for k, v in result.metrics.items() if isinstance(v, int | float)})
 

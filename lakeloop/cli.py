@@ -112,13 +112,15 @@ def demo(
     spec: Annotated[Path | None, typer.Option(help="Dataset spec YAML for --data.")] = None,
     batches: int = 4,
     label_round: Annotated[bool, typer.Option(help="Run one Label Studio review round.")] = True,
+    ensemble: Annotated[bool, typer.Option(help="Build a voted ensemble, gate it, and serve the champion.")] = True,
 ) -> None:
     """Bring the stack up, commit batches to lakeFS and let the loop react; print a summary."""
     from lakeloop.demo import run_demo
 
     if (data is None) != (spec is None):
         raise typer.BadParameter("--data and --spec go together")
-    run_demo(get_settings(), console, data=data, spec_path=spec, batches=batches, label_round=label_round)
+    run_demo(get_settings(), console, data=data, spec_path=spec, batches=batches, label_round=label_round,
+             ensemble=ensemble)
 
 
 @app.command()

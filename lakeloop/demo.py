@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -84,8 +85,9 @@ def commit_batch(lake: Lake, branch: str, batch: DemoBatch, index: int) -> str:
                        {"lakeloop.kind": "data", "lakeloop.demo.batch": batch.name, "rows": str(batch.frame.height)})
 
 
-def wait_for_run(api_url: str, flow_name: str, match: dict[str, Any], timeout: float = RUN_TIMEOUT) -> dict[str, Any]:
-    """Poll Prefect until a run of `flow_name` with these parameters reaches a final state."""
+def wait_for_run(api_url: str, flow_name: str, match: dict[str, Any], timeout: float = RUN_TIMEOUT,
+                 created_after: datetime | None = None) -> dict[str, Any]:
+    """Poll Prefect until a run of `flow_name` with these parameters (created after `created_after`) finishes."""
     import httpx
 
     deadline = time.monotonic() + timeout
@@ -102,6 +104,8 @@ def wait_for_run(api_url: str, flow_name: str, match: dict[str, Any], timeout: f
         if runs:
             for run in runs:
                 params = run.get("parameters") or {}
+                if created_after is not None and datetime.fromisoformat(run["created"]) <= created_after:
+                    continue
                 if all(params.get(k) == v for k, v in match.items()):
                     state = (run.get("state") or {}).get("type")
                     if state in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
@@ -121,7 +125,7 @@ def run_result(run: dict[str, Any]) -> Any:
 
 
 def run_demo(settings: Settings, console: Console, *, data: Path | None, spec_path: Path | None,
-             batches: int, label_round: bool) -> None:
+             batches: int, label_round: bool, ensemble: bool = True) -> None:
     from lakeloop.stack import print_urls, start_stack
 
     if spec_path is not None:
@@ -152,6 +156,10 @@ def run_demo(settings: Settings, console: Console, *, data: Path | None, spec_pa
         from lakeloop.demo_labels import run_label_round
 
         run_label_round(settings, console, last_model.run_id, pl.concat(truths, how="vertical_relaxed"))
+    if last_model is not None and ensemble:
+        from lakeloop.demo_promotion import run_promotion_round
+
+        run_promotion_round(settings, console)
     console.rule("where to look")
     print_urls(stack, console)
     console.print("lineage: [bold]lakeloop lineage <commit-id>[/] or [bold]lakeloop lineage churn@1[/]")

@@ -14,6 +14,7 @@ from lakeloop.settings import get_settings
 from tasks.lake import Lake
 from tasks.synth import synth_batch
 from tests.fixtures.loop_env import MakeLoopEnv
+from tests.fixtures.prefect import PrefectStack
 
 pytestmark = pytest.mark.integration
 
@@ -30,7 +31,7 @@ def _commit(lake: Lake, name: str, frame: pl.DataFrame) -> str:
     return lake.commit("main", f"add {name}", {"lakeloop.kind": "data"})
 
 
-def test_commits_drive_training_drift_and_quarantine(loop_env: Lake) -> None:
+def test_commits_drive_training_drift_and_quarantine(loop_env: Lake, prefect_server: PrefectStack) -> None:
     from flows.on_commit import on_commit
     from lakeloop.lineage import commit_lineage, model_lineage
 
@@ -66,3 +67,9 @@ def test_commits_drive_training_drift_and_quarantine(loop_env: Lake) -> None:
     assert [m[1] for m in commit_lineage(c2, settings).models] == ["2"]
     lin = model_lineage(settings.mlflow.model_name, "2", settings)
     assert lin.commit_id == c2 and lin.repository == repo
+
+    # each promotion (v1 first model; v2 if its gate passed) asks for fresh predictions
+    promoted = sum(o.model.promoted for o in (o1, o2) if o.model is not None)
+    runs = prefect_server.wait_for_runs("batch-inference/batch-inference",
+                                        lambda r: r["parameters"].get("repository") == repo, count=promoted)
+    assert len(runs) == promoted and all(r["parameters"]["ref"] == "main" for r in runs)
