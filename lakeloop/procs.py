@@ -17,6 +17,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -30,6 +31,13 @@ def free_port() -> int:
 
 class ServiceStartError(RuntimeError):
     pass
+
+
+def port_in_use(host: str, port: int) -> bool:
+    """Something already accepts connections on host:port."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(1.0)
+        return s.connect_ex((host, port)) == 0
 
 
 @dataclass
@@ -126,7 +134,16 @@ def start_service(
     ok_status: tuple[int, ...] = (200,),
     health_headers: dict[str, str] | None = None,
 ) -> Service:
-    """Start `cmd` in its own process group and block until `health_url` answers."""
+    """Start `cmd` in its own process group and block until `health_url` answers.
+
+    The health URL's port must be free first: otherwise a server left over from another
+    run would answer the health check while the new one exits on "address in use".
+    """
+    target = urlsplit(health_url)
+    if target.port is not None and port_in_use(target.hostname or "127.0.0.1", target.port):
+        raise ServiceStartError(
+            f"{name}: port {target.port} is already taken by another process (a stack from another checkout "
+            f"or an interrupted run?). Stop it (`lakeloop down` where it was started) or choose another port.")
     log_path.parent.mkdir(parents=True, exist_ok=True)
     full_env = {**os.environ, **(env or {})}
     log = open(log_path, "ab")  # noqa: SIM115 - handed to the child process
