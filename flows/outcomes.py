@@ -19,6 +19,7 @@ class RelabelRequest(BaseModel):
     created: int
     existing: int
     queued: int
+    open_before: int = 0  # unfinished tasks already waiting for the team when the round started
 
 
 class LabelIntake(BaseModel):

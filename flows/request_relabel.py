@@ -36,24 +36,29 @@ def request_relabel(repository: str, commit_id: str, run_id: str, budget: int | 
     issues = rank(ids, oof.get_column("label_index").to_numpy(), mean, member_proba=members,
                   threshold=ctx.spec.business_threshold)
 
+    ls = LabelStudioAdapter.from_settings(ctx.settings)
+    project = ls.ensure_project(ctx.spec, ctx.settings.labeling.project_title)
+    ls.register_webhook(project, f"{ctx.settings.bridge.url}/label-studio/events",
+                        {"X-Lakeloop-Token": ctx.settings.bridge.secret})
+    # every registered model asks for a round: top the team's queue up, never pile rounds on it
+    open_before = ls.open_tasks(project)
+    budget = min(budget, max(0, (ctx.settings.labeling.max_open_tasks or budget) - open_before))
+
     hashes = row_hashes(data, ctx.spec)
     ledger = ReviewLedger.at(ctx.settings.state_dir)
     chosen = select_budget(issues, budget, ledger=ledger, row_hashes=hashes)
     rows, predictions = _rows_for(chosen, data, oof, proba_cols, ctx.spec.id_column)
 
     round_id = new_round_id()
-    ls = LabelStudioAdapter.from_settings(ctx.settings)
-    project = ls.ensure_project(ctx.spec, ctx.settings.labeling.project_title)
-    ls.register_webhook(project, f"{ctx.settings.bridge.url}/label-studio/events",
-                        {"X-Lakeloop-Token": ctx.settings.bridge.secret})
     sent = ls.send_tasks(project, rows, ctx.spec, predictions, model_version=run_id, round_id=round_id)
     ledger.mark({i.id: hashes[i.id] for i in chosen if i.id in hashes}, round_id)
-    log.info("round %s: %d candidates, %d sent to project %d (%d queued while Label Studio is away)",
-             round_id, len(issues), len(sent.created), project, sent.queued)
+    log.info("round %s: %d candidates, %d open tasks before, %d sent to project %d (%d queued while "
+             "Label Studio is away)", round_id, len(issues), open_before, len(sent.created), project, sent.queued)
 
-    publish("label-review", _markdown(ctx, project, chosen, round_id))
+    publish("label-review", _markdown(ctx, project, chosen, round_id, open_before))
     return RelabelRequest(round_id=round_id, project_id=project, candidates=len(issues), selected=len(chosen),
-                          created=len(sent.created), existing=len(sent.existing), queued=sent.queued)
+                          created=len(sent.created), existing=len(sent.existing), queued=sent.queued,
+                          open_before=open_before)
 
 
 def _rows_for(chosen: list[LabelIssue], data: pl.DataFrame, oof: pl.DataFrame, proba_cols: list[str],
@@ -66,10 +71,10 @@ def _rows_for(chosen: list[LabelIssue], data: pl.DataFrame, oof: pl.DataFrame, p
     return rows.drop(["_rank", *proba_cols]), rows.select(proba_cols).to_numpy()
 
 
-def _markdown(ctx: FlowContext, project: int, chosen: list[LabelIssue], round_id: str) -> str:
+def _markdown(ctx: FlowContext, project: int, chosen: list[LabelIssue], round_id: str, open_before: int) -> str:
     url = f"{ctx.settings.label_studio.url}/projects/{project}/data"
     lines = [f"## Label review round `{round_id}`: {len(chosen)} rows sent", "",
-             f"[Open the project in Label Studio]({url})", "",
+             f"{open_before} earlier task(s) were still open. [Open the project in Label Studio]({url})", "",
              "| id | given | suggested | p(given) | score | reasons |", "|---|---|---|---:|---:|---|"]
     for i in chosen[:25]:
         lines.append(f"| {i.id} | {i.given_label} | {i.suggested_label} | {i.p_given:.2f} | {i.score:.3f} | "

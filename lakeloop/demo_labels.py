@@ -30,8 +30,8 @@ def run_label_round(settings: Settings, console: Console, run_id: str, truth: pl
     run = wait_for_run(settings.prefect.api_url, "request-relabel", {"run_id": run_id})
     request = run_result(run)
     console.print(f"request-relabel {run['name']}: {run['state']['type']}; "
-                  f"{getattr(request, 'created', '?')} task(s) in Label Studio project "
-                  f"{getattr(request, 'project_id', '?')}")
+                  f"{getattr(request, 'created', '?')} new task(s), {getattr(request, 'open_before', '?')} "
+                  f"still open from earlier rounds, in Label Studio project {getattr(request, 'project_id', '?')}")
     project = int(request.project_id)
 
     true_labels = dict(zip(truth.get_column(spec.id_column).cast(pl.Utf8).to_list(),

@@ -58,6 +58,8 @@ class LabelingSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LAKELOOP_LABELING_", env_file=".env", extra="ignore")
 
     budget: int = 300
+    # unfinished tasks the team may have at once (None: one budget); a round only tops the queue up
+    max_open_tasks: int | None = None
     project_title: str = "lakeloop label review"
     # a label changes when this many annotators agree on a new class ...
     min_annotators: int = 2

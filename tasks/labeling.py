@@ -281,6 +281,18 @@ class LabelStudioAdapter:
                 out[(str(data["row_id"]), str(data.get("row_hash", "")))] = int(t.id)
         return out
 
+    def open_tasks(self, project_id: int) -> int:
+        """Tasks waiting for the team: nobody answered them yet in Label Studio, or they are still in the outbox.
+
+        Not `is_labeled`: that waits for the project's overlap, which a trusted reviewer's
+        single answer never reaches although it settles the row.
+        """
+        pager = self._call("listing tasks", self.client.tasks.list, project=project_id, page_size=1000,
+                           fields="task_only")
+        untouched = sum(1 for t in self._call("listing tasks", list, pager)
+                        if not t.is_labeled and not (t.total_annotations or 0) + (t.cancelled_annotations or 0))
+        return untouched + len(self.outbox.pending(project_id))
+
     def send_tasks(self, project_id: int, rows: pl.DataFrame, spec: DatasetSpec,
                    predictions: np.ndarray | None = None, *, model_version: str = "", round_id: str = "",
                    batch_size: int = 100) -> SendResult:

@@ -56,10 +56,15 @@ def test_review_round_closes_the_loop(loop_env: Lake) -> None:
     req = request_relabel(repository=lake.settings.repository, commit_id=c1, run_id=first.model.run_id,
                           budget=BUDGET)
     assert req.selected == BUDGET and req.created == BUDGET and req.queued == 0
+    # a second registration while the team has not answered: the queue is full, nothing piles up
+    again = request_relabel(repository=lake.settings.repository, commit_id=c1, run_id=first.model.run_id,
+                            budget=BUDGET)
+    assert again.open_before == BUDGET and again.selected == 0 and again.created == 0
 
     truth = dict(zip(batch.truth["customer_id"].to_list(), batch.truth["true_label"].to_list(), strict=True))
     adapter = LabelStudioAdapter.from_settings(settings)
     SimulatedAnnotator(adapter, spec, REVIEWER, error_rate=0.0, seed=3).annotate(req.project_id, truth)
+    assert adapter.open_tasks(req.project_id) == 0  # every task has an answer now
 
     intake = ingest_labels(project_id=req.project_id, repository=lake.settings.repository)
     assert intake.annotations >= BUDGET and intake.merge_commit is not None
