@@ -50,6 +50,7 @@ def monitor(repository: str, ref: str = "main") -> MonitorReport:
             + (report.input_drift.to_markdown() if report.input_drift else ""))
     if report.drift_detected:
         events.emit(events.DRIFT_DETECTED, events.dataset_resource(ctx.settings.lakefs.repository),
-                    {"repository": ctx.settings.lakefs.repository, "branch": ref, "commit_id": commit,
+                    {"repository": ctx.settings.lakefs.repository, "branch": ctx.settings.lakefs.default_branch,
+                     "commit_id": commit,
                      "reasons": report.reasons, "source": "monitor"})
     return report

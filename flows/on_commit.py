@@ -42,7 +42,8 @@ def on_commit(repository: str, branch: str, commit_id: str) -> decide.CommitOutc
 
     model = None
     if decision.retrain:
-        model = retrain(repository=repository, branch=branch, commit_id=commit_id, reason=decision.reason)
+        model = retrain(repository=repository, branch=branch, commit_id=commit_id, reason=decision.reason,
+                        force=False)
     return decide.CommitOutcome(commit_id=commit_id, branch=branch, decision=decision, batch_rows=batch.n_rows,
                                 invalid_rows=batch.n_invalid, quarantine=quarantined, model=model,
                                 drifted=drift.drifted if drift else [])

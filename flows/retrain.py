@@ -7,13 +7,14 @@ from prefect import flow, get_run_logger
 from flows.context import FlowContext, step
 from flows.reports import publish
 from lakeloop import events
+from lakeloop.state import Ledger
 from tasks import dataset
 from tasks.decide import ModelRef
 from tasks.gate import GateResult, run_gate
 from tasks.profiling import ProfileStore, dataset_profile, to_bytes
 from tasks.registry import apply_gate
 from tasks.review_committee import member_columns, score_committee
-from tasks.tracking import Lineage, log_training, oof_frame
+from tasks.tracking import Lineage, find_versions_for_commit, log_training, oof_frame
 from tasks.train import train_xgb
 
 load_training_set = step("load-training-set", dataset.training_set)
@@ -23,13 +24,43 @@ log_model = step("log-to-mlflow", log_training)
 gate = step("challenger-gate", run_gate)
 committee = step("score-review-committee", score_committee)
 
+RETRAIN_LEASE_S = 6 * 3600.0  # a claim outlives any training; a crashed run's claim expires after it
+
 
 @flow(name="retrain", log_prints=True, persist_result=True)
-def retrain(repository: str, branch: str, commit_id: str, reason: str = "manual") -> ModelRef:
+def retrain(repository: str, branch: str, commit_id: str, reason: str = "manual",
+            force: bool = True) -> ModelRef | None:
+    """`force=False` (event-driven runs) trains a commit at most once: on-commit and the monitor can
+    both react to the same drifted commit, and only the first one trains (None for the other)."""
     log = get_run_logger()
     ctx = FlowContext.load(repository)
     commit_id = ctx.lake.head(commit_id)  # a branch name or ref expression pins to its commit now
+    if force:
+        return _train(ctx, branch, commit_id, reason)
+    key = f"retrain:{ctx.settings.lakefs.repository}:{ctx.model_name}:{commit_id}"
+    ledger = Ledger(ctx.settings.state_dir / "ledger.sqlite3", lease_seconds=RETRAIN_LEASE_S)
+    trained = [v for n, v, _ in find_versions_for_commit(commit_id) if n == ctx.model_name]
+    if trained or not ledger.claim(key, "retrain", _owner(), {"reason": reason}):
+        log.info("commit %s is already trained or training (%s): nothing to do", commit_id[:12],
+                 f"{ctx.model_name} v{', v'.join(trained)}" if trained else "claimed by another run")
+        return None
+    try:
+        model = _train(ctx, branch, commit_id, reason)
+    except BaseException:
+        ledger.release(key, _owner())
+        raise
+    ledger.complete(key, {"version": model.version})
+    return model
 
+
+def _owner() -> str:
+    from prefect.runtime import flow_run
+
+    return str(flow_run.id or "local")
+
+
+def _train(ctx: FlowContext, branch: str, commit_id: str, reason: str) -> ModelRef:
+    log = get_run_logger()
     data, checks = load_training_set(ctx.lake, ctx.spec, commit_id)
     if data.height == 0:
         raise ValueError(f"commit {commit_id[:12]} has no valid rows to train on")

@@ -16,7 +16,7 @@ def on_commit(repository: str, branch: str, commit_id: str) -> str:
 
 
 @flow(name="retrain")
-def retrain(repository: str, branch: str, commit_id: str, reason: str) -> str:
+def retrain(repository: str, branch: str, commit_id: str, reason: str, force: bool = True) -> str:
     return f"{repository}@{commit_id}: {reason}"
 
 

@@ -192,7 +192,7 @@ e.emit(e.LABELS_READY, e.labels_resource(41),
     p = prefect_server
     (r,) = p.wait_for_runs("retrain/retrain", lambda r: r["parameters"].get("commit_id") == f"c-{tag}")
     assert r["parameters"] == {"repository": "churn", "branch": "main", "commit_id": f"c-{tag}",
-                               "reason": "drift in tenure_months"}
+                               "reason": "drift in tenure_months", "force": False}
     (r,) = p.wait_for_runs("request-relabel/request-relabel",
                            lambda r: r["parameters"].get("run_id") == f"run-{tag}")
     assert r["parameters"] == {"repository": "churn", "commit_id": f"m-{tag}", "run_id": f"run-{tag}"}

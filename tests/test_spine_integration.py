@@ -49,6 +49,9 @@ def test_commits_drive_training_drift_and_quarantine(loop_env: Lake, prefect_ser
     assert o2.decision.reason == "drift", o2.decision.reasons
     assert o2.drifted, "drifted columns are listed"
     assert o2.model is not None and o2.model.version == "2"
+    # the monitor may report the same drifted commit: an event-driven retrain never trains it twice
+    from flows.retrain import retrain
+    assert retrain(repository=repo, branch="main", commit_id=c2, reason="monitor: drift", force=False) is None
 
     c3 = _commit(lake, "003-clean", mixed_batch(ROWS, seed=3, start_id=2 * ROWS))
     o3 = on_commit(repository=repo, branch="main", commit_id=c3)
