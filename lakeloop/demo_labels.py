@@ -45,25 +45,26 @@ def run_label_round(settings: Settings, console: Console, run_id: str, truth: pl
     # (runs are serialised and the applied-answer ledger makes repeats no-ops).
     fr = run_deployment("ingest-labels/ingest-labels", parameters={"project_id": project, "force": True}, timeout=600)
     assert isinstance(fr, FlowRun)  # the sync call returns the run itself
-    intake = fr.state.result(raise_on_failure=False) if fr.state else None
-    merge = getattr(intake, "merge_commit", None)
-    console.print(f"ingest-labels: {getattr(intake, 'corrections', '?')} correction(s)"
-                  + (f", merged as {merge[:12]}" if merge else ""))
-    merges = _correction_merges(settings)
+    if fr.state is None or not fr.state.is_completed():
+        console.print(f"[red]ingest-labels {fr.name}: {fr.state.type if fr.state else '?'}[/]")
+    merges = _correction_merges(settings)  # webhook-started intakes may have merged before the forced one
     if not merges:
         console.print("[yellow]no corrections were merged (answers did not reach agreement)[/]")
         return
-    retrain = wait_for_run(settings.prefect.api_url, "on-commit", {"commit_id": merges[0]})
+    console.print(f"ingest-labels: {sum(n for _, n in merges)} correction(s) merged into main as "
+                  + ", ".join(m[:12] for m, _ in merges))
+    retrain = wait_for_run(settings.prefect.api_url, "on-commit", {"commit_id": merges[0][0]})
     outcome = run_result(retrain)
     model = getattr(outcome, "model", None)
-    console.print(f"on-commit for the corrections merge {merges[0][:12]}: {outcome.decision.reason}"
+    console.print(f"on-commit for the corrections merge {merges[0][0][:12]}: {outcome.decision.reason}"
                   + (f" → {model.name} v{model.version} (AUC {model.metrics.get('roc_auc', 0):.3f})" if model else ""))
 
 
-def _correction_merges(settings: Settings) -> list[str]:
-    """Merge commits on main that brought label corrections, newest first."""
+def _correction_merges(settings: Settings) -> list[tuple[str, int]]:
+    """(merge commit, corrections) of each merge on main that brought label corrections, newest first."""
     from tasks.lake import Lake
 
     lake = Lake(settings.lakefs)
-    return [c.id for c in lake.log(settings.lakefs.default_branch, limit=20)
+    return [(c.id, int(c.metadata.get("lakeloop.corrections", 0))) for c in lake.log(settings.lakefs.default_branch,
+                                                                                    limit=20)
             if c.metadata.get("lakeloop.kind") == "label-corrections" and len(c.parents) == 2]
