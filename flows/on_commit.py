@@ -10,7 +10,7 @@ from flows.retrain import retrain
 from tasks import dataset, decide, quarantine_branch
 from tasks.drift import detect_drift
 from tasks.profiling import ProfileStore, dataset_profile, from_bytes
-from tasks.tracking import find_versions_for_commit, latest_training_reference
+from tasks.tracking import latest_training_reference, trained_versions
 
 check_commit = step("validate-commit", dataset.commit_batch)
 quarantine_rows = step("quarantine-invalid-rows", quarantine_branch.quarantine_invalid)
@@ -35,7 +35,7 @@ def on_commit(repository: str, branch: str, commit_id: str) -> decide.CommitOutc
         view, _ = profile_batch([(c.obj.checksum, c.valid_rows) for c in batch.checks], store, ctx.spec)
         drift = compare(view, from_bytes(reference.profile), ctx.spec, ctx.settings.drift)
 
-    trained = [v for n, v, _ in find_versions_for_commit(commit_id) if n == ctx.model_name]
+    trained = trained_versions(ctx.model_name, commit_id)
     decision = decide.decide(batch, drift, has_model=reference is not None, trained_versions=trained)
     publish("decision", decision_markdown(ctx, commit_id, decision, drift))
     log.info("commit %s: %s", commit_id[:12], decision.summary)

@@ -14,7 +14,7 @@ from tasks.gate import GateResult, run_gate
 from tasks.profiling import ProfileStore, dataset_profile, to_bytes
 from tasks.registry import apply_gate
 from tasks.review_committee import member_columns, score_committee
-from tasks.tracking import Lineage, find_versions_for_commit, log_training, oof_frame
+from tasks.tracking import Lineage, log_training, oof_frame, trained_versions
 from tasks.train import train_xgb
 
 load_training_set = step("load-training-set", dataset.training_set)
@@ -38,19 +38,17 @@ def retrain(repository: str, branch: str, commit_id: str, reason: str = "manual"
     if force:
         return _train(ctx, branch, commit_id, reason)
     key = f"retrain:{ctx.settings.lakefs.repository}:{ctx.model_name}:{commit_id}"
-    ledger = Ledger(ctx.settings.state_dir / "ledger.sqlite3", lease_seconds=RETRAIN_LEASE_S)
-    trained = [v for n, v, _ in find_versions_for_commit(commit_id) if n == ctx.model_name]
-    if trained or not ledger.claim(key, "retrain", _owner(), {"reason": reason}):
+    trained = trained_versions(ctx.model_name, commit_id)
+    models: list[ModelRef] = []
+    if not trained:
+        Ledger.at(ctx.settings.state_dir, lease_seconds=RETRAIN_LEASE_S).run_once(
+            key, "retrain", _owner(), lambda: models.append(_train(ctx, branch, commit_id, reason)),
+            {"reason": reason})
+    if not models:
         log.info("commit %s is already trained or training (%s): nothing to do", commit_id[:12],
                  f"{ctx.model_name} v{', v'.join(trained)}" if trained else "claimed by another run")
         return None
-    try:
-        model = _train(ctx, branch, commit_id, reason)
-    except BaseException:
-        ledger.release(key, _owner())
-        raise
-    ledger.complete(key, {"version": model.version})
-    return model
+    return models[0]
 
 
 def _owner() -> str:

@@ -77,8 +77,13 @@ class Ledger:
         self._conn().executescript(_SCHEMA)  # idempotent DDL; executescript manages its own transaction
 
     @classmethod
+    def at(cls, state_dir: Path, lease_seconds: float = DEFAULT_LEASE_SECONDS) -> Ledger:
+        """The stack's ledger under `state_dir` (shared by the bridge, the reconciler and the flows)."""
+        return cls(Path(state_dir) / "ledger.sqlite3", lease_seconds)
+
+    @classmethod
     def default(cls) -> Ledger:
-        return cls(get_settings().state_dir / "ledger.sqlite3")
+        return cls.at(get_settings().state_dir)
 
     # ---- connection handling ---------------------------------------------
     def _conn(self) -> sqlite3.Connection:

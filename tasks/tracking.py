@@ -328,6 +328,11 @@ def find_versions_for_commit(commit_id: str, settings: MLflowSettings | None = N
     return sorted(((n, v, rid) for (n, v), rid in found.items()), key=lambda t: (t[0], int(t[1])))
 
 
+def trained_versions(model_name: str, commit_id: str, settings: MLflowSettings | None = None) -> list[str]:
+    """Versions of `model_name` already trained on `commit_id` (oldest first)."""
+    return [v for n, v, _ in find_versions_for_commit(commit_id, settings) if n == model_name]
+
+
 def version_lineage(name: str, version: str | int, settings: MLflowSettings | None = None) -> Lineage:
     """The lakeFS lineage of a model version (version tags, falling back to its run's tags)."""
     c = client(settings)

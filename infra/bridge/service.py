@@ -27,7 +27,7 @@ def build_config(settings: Settings, *, gate: bool = True):  # type: ignore[no-u
 
     return BridgeConfig(
         secret=settings.bridge.secret,
-        ledger=Ledger(settings.state_dir / "ledger.sqlite3"),
+        ledger=Ledger.at(settings.state_dir),
         emitter=emitter,
         gate=SpecMergeGate(DatasetSpec.from_yaml(settings.spec_path), settings.lakefs) if gate else None,
         labels_quiet_s=settings.bridge.labels_quiet_s,
