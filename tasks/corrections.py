@@ -19,7 +19,6 @@ annotation is seen again.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -29,6 +28,7 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
 from lakeloop.spec import DatasetSpec
+from lakeloop.sqlite_table import SqliteTable
 from tasks.labeling import UNSURE, Annotation
 from tasks.lake import Lake
 from tasks.layout import CORRECTIONS_PREFIX
@@ -222,23 +222,16 @@ def commit_corrections(lake: Lake, round_id: str, corrections: pl.DataFrame, spe
 
 
 # ---- applied-annotations ledger -------------------------------------------
-class AppliedLedger:
+class AppliedLedger(SqliteTable):
     """Annotations already applied, keyed by (annotation id, update time), in SQLite."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._conn() as c:
-            c.execute("CREATE TABLE IF NOT EXISTS applied (annotation_id INTEGER NOT NULL, "
-                      "updated_at TEXT NOT NULL, row_id TEXT NOT NULL, round TEXT NOT NULL, "
-                      "applied_at TEXT NOT NULL, PRIMARY KEY (annotation_id, updated_at))")
+    schema = ("CREATE TABLE IF NOT EXISTS applied (annotation_id INTEGER NOT NULL, "
+              "updated_at TEXT NOT NULL, row_id TEXT NOT NULL, round TEXT NOT NULL, "
+              "applied_at TEXT NOT NULL, PRIMARY KEY (annotation_id, updated_at))")
 
     @classmethod
     def at(cls, state_dir: Path) -> AppliedLedger:
         return cls(Path(state_dir) / "label_applied.sqlite")
-
-    def _conn(self) -> sqlite3.Connection:
-        return sqlite3.connect(self.path, timeout=30)
 
     def unapplied(self, annotations: Iterable[Annotation]) -> list[Annotation]:
         with self._conn() as c:

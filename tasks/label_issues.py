@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -32,6 +31,7 @@ from cleanlab.rank import get_label_quality_scores
 from pydantic import BaseModel, ConfigDict, Field
 
 from lakeloop.spec import DatasetSpec
+from lakeloop.sqlite_table import SqliteTable
 
 
 class LabelIssueError(ValueError):
@@ -255,23 +255,16 @@ def _jsonable(v: object) -> object:
 
 
 # ---- review ledger -----------------------------------------------------------
-class ReviewLedger:
+class ReviewLedger(SqliteTable):
     """Durable record of rows sent for review: (id, row hash) -> round, time (SQLite)."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._conn() as c:
-            c.execute("CREATE TABLE IF NOT EXISTS reviewed (id TEXT NOT NULL, row_hash TEXT NOT NULL, "
-                      "round TEXT NOT NULL, reviewed_at TEXT NOT NULL, PRIMARY KEY (id, row_hash))")
+    schema = ("CREATE TABLE IF NOT EXISTS reviewed (id TEXT NOT NULL, row_hash TEXT NOT NULL, "
+              "round TEXT NOT NULL, reviewed_at TEXT NOT NULL, PRIMARY KEY (id, row_hash))")
 
     @classmethod
     def at(cls, state_dir: Path) -> ReviewLedger:
         """The ledger under a state dir (`settings.state_dir`)."""
         return cls(Path(state_dir) / "label_review.sqlite")
-
-    def _conn(self) -> sqlite3.Connection:
-        return sqlite3.connect(self.path, timeout=30)
 
     def reviewed(self, rows: dict[str, str]) -> set[str]:
         """Ids in `rows` (id -> hash) already reviewed with that same hash."""

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import html
 import json
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -32,6 +31,7 @@ from pydantic import BaseModel
 
 from lakeloop.settings import Settings
 from lakeloop.spec import DatasetSpec
+from lakeloop.sqlite_table import SqliteTable
 from tasks.label_issues import row_hashes
 
 UNSURE = "unsure"
@@ -168,19 +168,12 @@ def task_payloads(rows: pl.DataFrame, spec: DatasetSpec, predictions: np.ndarray
 
 
 # ---- outbox ------------------------------------------------------------------
-class Outbox:
+class Outbox(SqliteTable):
     """Durable queue of tasks to create: (project, row id, row hash) -> payload, sent task id."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._conn() as c:
-            c.execute("CREATE TABLE IF NOT EXISTS outbox (project_id INTEGER NOT NULL, row_id TEXT NOT NULL, "
-                      "row_hash TEXT NOT NULL, payload TEXT NOT NULL, enqueued_at TEXT NOT NULL, "
-                      "sent_at TEXT, task_id INTEGER, PRIMARY KEY (project_id, row_id, row_hash))")
-
-    def _conn(self) -> sqlite3.Connection:
-        return sqlite3.connect(self.path, timeout=30)
+    schema = ("CREATE TABLE IF NOT EXISTS outbox (project_id INTEGER NOT NULL, row_id TEXT NOT NULL, "
+              "row_hash TEXT NOT NULL, payload TEXT NOT NULL, enqueued_at TEXT NOT NULL, "
+              "sent_at TEXT, task_id INTEGER, PRIMARY KEY (project_id, row_id, row_hash))")
 
     def enqueue(self, project_id: int, tasks: Sequence[dict[str, Any]]) -> int:
         now = datetime.now(UTC).isoformat()
