@@ -10,6 +10,8 @@ Which branch a commit belongs to: the branch on whose first-parent chain it
 lies (where it was committed or merged into). A commit reachable only through
 a merge's second parent on branches that no longer exist is reported as
 unattributed; the merge commit itself is what carries it forward.
+Only branches the branch policy relays are walked (watched and experiment
+branches; `lakeloop.branches`): a commit on any other branch starts nothing.
 History older than the ledger's baseline for the repository (when lakeloop
 first watched it) is not replayed.
 """
@@ -25,6 +27,7 @@ from datetime import timedelta
 
 from prefect.events import Event
 
+from lakeloop.branches import BranchPolicy
 from lakeloop.events import CommitPayload, commit_event, is_internal_commit
 from lakeloop.state import Ledger, commit_key
 from tasks.lake import CommitInfo, Lake
@@ -65,16 +68,19 @@ def _first_parent_chain(head: str, by_id: dict[str, CommitInfo]) -> list[CommitI
 
 
 def missing_commits(lake: Lake, ledger: Ledger, branches: Sequence[str] | None = None,
-                    log_limit: int = 1000) -> tuple[list[_Candidate], list[str]]:
-    """Unsettled commits newer than the baseline, in commit order, plus unattributed ids."""
+                    log_limit: int = 1000, policy: BranchPolicy | None = None) -> tuple[list[_Candidate], list[str]]:
+    """Unsettled commits newer than the baseline, in commit order, plus unattributed ids.
+
+    `branches` None: every branch `policy` relays (default policy: the default branch only)."""
     repo = lake.settings.repository
     baseline = ledger.baseline(f"lakefs:{repo}") - BASELINE_SLACK
     prefix = f"lakefs:{repo}:"
     settled = {k[len(prefix):] for k in ledger.settled_keys(prefix)}
-    names = list(branches) if branches is not None else lake.branches()
-    # default branch first, so a commit on several first-parent chains is attributed to it
+    policy = policy or BranchPolicy(watched=(lake.settings.default_branch,))
+    names = list(branches) if branches is not None else [b for b in lake.branches() if policy.relayed(b)]
+    # watched branches first, so a commit on several first-parent chains (a merged experiment) is theirs
     default = lake.settings.default_branch
-    names.sort(key=lambda b: (b != default, b))
+    names.sort(key=lambda b: (policy.role(b) != "watched", b != default, b))
     chosen: dict[str, _Candidate] = {}
     reachable: dict[str, CommitInfo] = {}
     for b in names:
@@ -117,11 +123,12 @@ def _generations(by_id: dict[str, CommitInfo]) -> dict[str, int]:
 
 
 def reconcile_once(lake: Lake, ledger: Ledger, emitter: Emitter, *, branches: Sequence[str] | None = None,
-                   owner: str = "reconcile", log_limit: int = 1000) -> ReconcileReport:
+                   owner: str = "reconcile", log_limit: int = 1000,
+                   policy: BranchPolicy | None = None) -> ReconcileReport:
     """One pass over `lake`'s repository; stops at the first publish error (order matters)."""
     repo = lake.settings.repository
     report = ReconcileReport()
-    candidates, report.unattributed = missing_commits(lake, ledger, branches, log_limit)
+    candidates, report.unattributed = missing_commits(lake, ledger, branches, log_limit, policy)
     for uid in report.unattributed:
         log.warning("lakefs://%s commit %s is on no branch's first-parent chain; not replayed", repo, uid)
     for cand in candidates:
@@ -153,12 +160,12 @@ def reconcile_once(lake: Lake, ledger: Ledger, emitter: Emitter, *, branches: Se
 def run_periodically(make_lake: Callable[[], Sequence[Lake]], ledger: Ledger, emitter: Emitter,
                      interval: float, stop: threading.Event,
                      on_report: Callable[[str, ReconcileReport], None] | None = None,
-                     owner: str = "reconcile") -> None:
+                     owner: str = "reconcile", policy: BranchPolicy | None = None) -> None:
     """Reconcile now, then every `interval` seconds until `stop` is set (errors are logged, not fatal)."""
     while not stop.is_set():
         try:
             for lake in make_lake():
-                rep = reconcile_once(lake, ledger, emitter, owner=owner)
+                rep = reconcile_once(lake, ledger, emitter, owner=owner, policy=policy)
                 if rep.emitted or rep.errors:
                     log.info("reconcile %s: emitted %d, errors %s", lake.settings.repository,
                              len(rep.emitted), rep.errors)

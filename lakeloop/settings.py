@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -122,6 +123,50 @@ class EnsembleSettings(BaseSettings):
     voting: str = "weighted"  # hard | soft | weighted
 
 
+def _split_list(value: object) -> object:
+    """`a,b` or a JSON list from the environment; a list from code."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            import json
+
+            return json.loads(text)
+        return [v.strip() for v in text.split(",") if v.strip()]
+    return value
+
+
+class BranchSettings(BaseSettings):
+    """Which lakeFS branches drive production, and which are experiments (see lakeloop.branches)."""
+
+    model_config = SettingsConfigDict(env_prefix="LAKELOOP_BRANCHES_", env_file=".env", extra="ignore")
+
+    # branches whose commits may retrain and promote `champion` (empty: the repository's default branch)
+    watched: Annotated[list[str], NoDecode] = []
+    # glob patterns (fnmatch) of branches whose commits run an experiment: train a candidate, judge it on
+    # the watched branch's holdout, report; never an alias. Empty: other branches start nothing.
+    experiments: Annotated[list[str], NoDecode] = []
+
+    _split = field_validator("watched", "experiments", mode="before")(_split_list)
+
+
+class GateSettings(BaseSettings):
+    """How much evidence a challenger needs before it replaces the champion (see tasks.gate)."""
+
+    model_config = SettingsConfigDict(env_prefix="LAKELOOP_GATE_", env_file=".env", extra="ignore")
+
+    # non-inferiority margin: the lower confidence bound of (challenger - best champion) AUC must be >= -margin
+    auc_margin: float = 0.01
+    # the same for business value per row, as a share of |best champion's value|
+    business_margin: float = 0.05
+    confidence: float = 0.95
+    bootstrap_resamples: int = 1000
+    seed: int = 20260101
+    # past champions scored on the same rows; the best of them is the bar (successive promotions cannot slide)
+    past_champions: int = 5
+    # rows new since the champion's data must carry label signal: challenger's AUC lower bound > 0.5
+    min_signal_rows: int = 100
+
+
 class Settings(BaseSettings):
     """Top-level settings; sub-sections read their own env prefixes."""
 
@@ -138,6 +183,8 @@ class Settings(BaseSettings):
     ensemble: EnsembleSettings = Field(default_factory=EnsembleSettings)
     drift: DriftSettings = Field(default_factory=DriftSettings)
     train: TrainSettings = Field(default_factory=TrainSettings)
+    branches: BranchSettings = Field(default_factory=BranchSettings)
+    gate: GateSettings = Field(default_factory=GateSettings)
 
     @property
     def state_dir(self) -> Path:

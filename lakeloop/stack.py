@@ -123,14 +123,18 @@ def start_stack(s: Settings, with_label_studio: bool = True) -> dict[str, Servic
 
 
 def _prepare_lake(s: Settings) -> None:
-    """Repository, and the actions file that sends main's commits and merges to the bridge."""
+    """Repository, and the actions file that sends the watched and experiment branches' commits and merges to
+    the bridge, and gates merges into the watched branches (experiment branches inherit it from main)."""
     from infra.bridge.actions import ACTIONS_FILE, render_actions_yaml
     from tasks.lake import Lake
 
+    from lakeloop.branches import BranchPolicy
+
     lake = Lake(s.lakefs)
     lake.ensure_repository()
-    branch = s.lakefs.default_branch
-    lake.install_actions(branch, ACTIONS_FILE, render_actions_yaml(s.bridge.url, [branch], protected=(branch,)))
+    policy = BranchPolicy.from_settings(s)
+    lake.install_actions(s.lakefs.default_branch, ACTIONS_FILE,
+                         render_actions_yaml(s.bridge.url, policy.hook_branches(), protected=policy.watched))
 
 
 def _pid_alive(pid: object) -> bool:

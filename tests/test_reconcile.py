@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from prefect.events import Event
 
+from lakeloop.branches import BranchPolicy
 from lakeloop.events import LAKEFS_COMMIT_CREATED, LAKEFS_MERGE_COMPLETED, EmitError
 from lakeloop.reconcile import reconcile_once
 from lakeloop.state import Ledger, commit_key
@@ -57,7 +58,8 @@ def test_replays_missed_commits_in_order_once(lake: Lake, ledger: Ledger) -> Non
     assert ledger.run_once(commit_key(repo, c1), "lakefs", "bridge", lambda: None)
 
     rec = Recorder()
-    rep = reconcile_once(lake, ledger, rec)
+    ingest = BranchPolicy(watched=("main",), experiments=("ingest-*",))
+    rep = reconcile_once(lake, ledger, rec, policy=ingest)
     assert rep.emitted == [c2, m, c3] == rec.commits()
     assert rep.skipped == [act]
     by_commit = {e.payload["commit_id"]: e for e in rec.events}
@@ -67,7 +69,7 @@ def test_replays_missed_commits_in_order_once(lake: Lake, ledger: Ledger) -> Non
     assert by_commit[c3].payload["delivered_by"] == "reconcile"
     assert [d.key for d in ledger.done()] == [commit_key(repo, c) for c in (c1, c2, m, c3)]
 
-    again = reconcile_once(lake, ledger, rec)
+    again = reconcile_once(lake, ledger, rec, policy=ingest)
     assert again.emitted == [] and rec.commits() == [c2, m, c3]
 
 
@@ -102,3 +104,17 @@ def test_history_before_the_baseline_is_not_replayed(lake: Lake, tmp_path: Path)
     rec = Recorder()
     assert reconcile_once(lake, lg, rec).emitted == []
     assert old not in rec.commits()
+
+
+def test_commits_on_branches_nobody_watches_are_not_replayed(lake: Lake, ledger: Ledger) -> None:
+    """Issue 10: the reconciler walked every branch, so an experiment branch's commit reached on-commit."""
+    lake.ensure_branch("experiment-shuffled")
+    side = put(lake, "experiment-shuffled", "shuffled", "labels shuffled on purpose")
+    on_main = put(lake, "main", "m1", "production batch")
+    rec = Recorder()
+    rep = reconcile_once(lake, ledger, rec)  # default policy: the default branch only
+    assert rec.commits() == [on_main] and side not in rep.emitted
+    # an experiment pattern relays it, attributed to its own branch
+    rep = reconcile_once(lake, ledger, rec, policy=BranchPolicy(watched=("main",), experiments=("experiment-*",)))
+    assert rep.emitted == [side]
+    assert rec.events[-1].payload["branch"] == "experiment-shuffled"

@@ -10,6 +10,7 @@ import uvicorn
 
 from infra.bridge.app import create_app
 from infra.bridge.service import build_config
+from lakeloop.branches import BranchPolicy
 from lakeloop.reconcile import run_periodically
 from lakeloop.settings import get_settings
 
@@ -40,7 +41,7 @@ def main(argv: list[str] | None = None) -> None:
         reconciler = threading.Thread(
             target=run_periodically,
             args=(lakes, config.ledger, config.emitter, args.reconcile_interval, stop),
-            kwargs={"owner": "reconcile"},
+            kwargs={"owner": "reconcile", "policy": BranchPolicy.from_settings(settings)},
             name="reconcile", daemon=True,
         )
         reconciler.start()
