@@ -6,19 +6,17 @@ from prefect import flow, get_run_logger
 
 from flows.context import FlowContext, step
 from flows.reports import publish
+from flows.retrain import judge_and_promote
 from lakeloop import events
 from tasks import dataset
 from tasks.candidates import build_candidates
 from tasks.decide import ModelRef
 from tasks.ensemble import log_ensemble
-from tasks.gate import run_gate
 from tasks.profiling import ProfileStore, dataset_profile, to_bytes
-from tasks.registry import apply_gate
 from tasks.tracking import Lineage, log_profile
 
 search = step("search-candidates", build_candidates)
 package = step("log-voting-ensemble", log_ensemble)
-gate = step("challenger-gate", run_gate)
 
 
 @flow(name="build-ensemble", log_prints=True, persist_result=True)
@@ -27,11 +25,14 @@ def build_ensemble(repository: str, commit_id: str = "main", trials: int | None 
     """`trials`/`timeout_s` override the settings' search budget for this run (a quick manual run, the demo)."""
     log = get_run_logger()
     ctx = FlowContext.load(repository)
+    if commit_id in ctx.lake.branches() and ctx.branches.role(commit_id) != "watched":
+        raise ValueError(f"branch {commit_id!r} is not watched ({', '.join(ctx.branches.watched)}): "
+                         "an ensemble built on it could become champion")
     commit_id = ctx.lake.head(commit_id)
 
     data, checks = dataset.training_set(ctx.lake, ctx.spec, commit_id)
     train_rows, holdout = dataset.split_holdout(data, ctx.spec)
-    lineage = Lineage(repository=ctx.settings.lakefs.repository, branch=ctx.settings.lakefs.default_branch,
+    lineage = Lineage(repository=ctx.settings.lakefs.repository, branch=ctx.branches.trusted,
                       commit_id=commit_id, spec_hash=ctx.spec.spec_hash())
     e = ctx.settings.ensemble
     candidates = search(train_rows, ctx.spec, lineage, n_trials=trials or e.trials,
@@ -44,16 +45,15 @@ def build_ensemble(repository: str, commit_id: str = "main", trials: int | None 
                                  ProfileStore.for_spec(ctx.settings.home, ctx.spec), ctx.spec)
     log_profile(run_id, to_bytes(profile))
 
-    verdict = gate(ctx.model_name, version, holdout, commit_id, ctx.spec)
-    decision = apply_gate(verdict)
+    verdict, promoted = judge_and_promote(ctx, version, holdout, commit_id)
     log.info("ensemble v%s: gate %s (%s)", version, "passed" if verdict.passed else "failed",
              "; ".join(verdict.reasons) or "all checks pass")
     publish("ensemble", _markdown(candidates, version, verdict.passed, verdict.reasons))
-    if decision.promoted:  # not `model.registered`: that starts a relabel round, which needs a single model's OOF
-        events.emit(events.MODEL_PROMOTED, events.model_resource(ctx.model_name),
+    if promoted:  # not `model.registered`: that starts a relabel round, which needs a single model's OOF
+        events.emit_durable(events.MODEL_PROMOTED, events.model_resource(ctx.model_name),
                     {"model_name": ctx.model_name, "version": version, "run_id": run_id, "kind": "ensemble",
                      "repository": lineage.repository, "commit_id": commit_id, "branch": lineage.branch})
-    return ModelRef(name=ctx.model_name, version=version, run_id=run_id, promoted=decision.promoted,
+    return ModelRef(name=ctx.model_name, version=version, run_id=run_id, promoted=promoted,
                     metrics={"roc_auc": float(verdict.auc or 0.0)})
 
 

@@ -10,6 +10,7 @@ from typing import ParamSpec, TypeVar
 from prefect import Task, task
 from prefect.cache_policies import NO_CACHE
 
+from lakeloop.branches import BranchPolicy
 from lakeloop.settings import Settings, get_settings
 from lakeloop.spec import DatasetSpec
 from tasks.lake import Lake
@@ -38,6 +39,10 @@ class FlowContext:
                 update={"lakefs": settings.lakefs.model_copy(update={"repository": repository})}
             )
         return cls(settings=settings, spec=DatasetSpec.from_yaml(settings.spec_path), lake=Lake(settings.lakefs))
+
+    @cached_property
+    def branches(self) -> BranchPolicy:
+        return BranchPolicy.from_settings(self.settings)
 
     @property
     def model_name(self) -> str:

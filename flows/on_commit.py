@@ -5,6 +5,7 @@ from __future__ import annotations
 from prefect import flow, get_run_logger
 
 from flows.context import FlowContext, step
+from flows.experiment import experiment
 from flows.reports import decision_markdown, publish, validation_markdown
 from flows.retrain import retrain
 from tasks import dataset, decide, quarantine_branch
@@ -23,6 +24,9 @@ compare = step("detect-drift", detect_drift)
 def on_commit(repository: str, branch: str, commit_id: str) -> decide.CommitOutcome:
     log = get_run_logger()
     ctx = FlowContext.load(repository)
+    role = ctx.branches.role(branch)
+    if role != "watched":  # the trust boundary: only watched branches change production
+        return _off_production(ctx, repository, branch, commit_id, role)
 
     batch = check_commit(ctx.lake, ctx.spec, commit_id)
     quarantined = quarantine_rows(ctx.lake, ctx.spec, batch)
@@ -47,3 +51,20 @@ def on_commit(repository: str, branch: str, commit_id: str) -> decide.CommitOutc
     return decide.CommitOutcome(commit_id=commit_id, branch=branch, decision=decision, batch_rows=batch.n_rows,
                                 invalid_rows=batch.n_invalid, quarantine=quarantined, model=model,
                                 drifted=drift.drifted if drift else [])
+
+
+def _off_production(ctx: FlowContext, repository: str, branch: str, commit_id: str,
+                    role: str) -> decide.CommitOutcome:
+    """A commit on an experiment branch runs an experiment; on any other branch, nothing."""
+    if role == "experiment":
+        result = experiment(repository=repository, branch=branch, commit_id=commit_id)
+        decision = decide.Decision(retrain=False, reason="experiment", reasons=[result.summary])
+    else:
+        result = None
+        decision = decide.Decision(retrain=False, reason="not-watched", reasons=[
+            f"branch {branch!r} is neither watched ({', '.join(ctx.branches.watched)}) nor an experiment "
+            f"({', '.join(ctx.branches.experiments) or 'no patterns'}): nothing changes"])
+    publish("decision", decision_markdown(ctx, commit_id, decision, None))
+    get_run_logger().info("commit %s on %s: %s", commit_id[:12], branch, decision.summary)
+    return decide.CommitOutcome(commit_id=commit_id, branch=branch, decision=decision, batch_rows=0, invalid_rows=0,
+                                experiment=result, drifted=result.drifted if result else [])

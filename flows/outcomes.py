@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from tasks.decide import CommitOutcome, Decision, ModelRef, QuarantineRecord
+from tasks.decide import CommitOutcome, Decision, ExperimentOutcome, ModelRef, QuarantineRecord
 
-__all__ = ["CommitOutcome", "Decision", "InferenceOutcome", "LabelIntake", "ModelRef", "QuarantineRecord",
-           "RelabelRequest"]
+__all__ = ["CommitOutcome", "Decision", "ExperimentOutcome", "InferenceOutcome", "LabelIntake", "ModelRef",
+           "QuarantineRecord", "RelabelRequest"]
 
 
 class RelabelRequest(BaseModel):

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+
+import polars as pl
 from prefect import flow, get_run_logger
 
 from flows.context import FlowContext, step
@@ -10,30 +15,45 @@ from lakeloop import events
 from lakeloop.state import Ledger
 from tasks import dataset
 from tasks.decide import ModelRef
-from tasks.gate import GateResult, run_gate
+from tasks.gate import GateConfig, GateResult
+from tasks.judge import rows_new_since
 from tasks.profiling import ProfileStore, dataset_profile, to_bytes
-from tasks.registry import apply_gate
+from tasks.promotion import gate_and_promote
 from tasks.review_committee import member_columns, score_committee
-from tasks.tracking import Lineage, log_training, oof_frame, trained_versions
-from tasks.train import train_xgb
+from tasks.tracking import (
+    Lineage,
+    ModelRecord,
+    log_training,
+    oof_frame,
+    reference_version,
+    trained_versions,
+    version_lineage,
+)
+from tasks.train import TrainResult, train_xgb
 
 load_training_set = step("load-training-set", dataset.training_set)
 profile_training_set = step("profile-training-set", dataset_profile)
 train = step("train-xgboost", train_xgb)
 log_model = step("log-to-mlflow", log_training)
-gate = step("challenger-gate", run_gate)
+gate = step("challenger-gate", gate_and_promote)
 committee = step("score-review-committee", score_committee)
 
 RETRAIN_LEASE_S = 6 * 3600.0  # a claim outlives any training; a crashed run's claim expires after it
+PROMOTION_LOCK_TIMEOUT_S = 600.0  # a gate run loads a handful of models; waiting longer means a stuck peer
 
 
 @flow(name="retrain", log_prints=True, persist_result=True)
 def retrain(repository: str, branch: str, commit_id: str, reason: str = "manual",
             force: bool = True) -> ModelRef | None:
     """`force=False` (event-driven runs) trains a commit at most once: on-commit and the monitor can
-    both react to the same drifted commit, and only the first one trains (None for the other)."""
+    both react to the same drifted commit, and only the first one trains (None for the other).
+    Only a watched branch trains a production model; any other branch is refused (None)."""
     log = get_run_logger()
     ctx = FlowContext.load(repository)
+    if ctx.branches.role(branch) != "watched":
+        log.warning("branch %r is not watched (%s): it never trains a production model; experiment branches "
+                    "run `on-commit`'s experiment instead", branch, ", ".join(ctx.branches.watched))
+        return None
     commit_id = ctx.lake.head(commit_id)  # a branch name or ref expression pins to its commit now
     if force:
         return _train(ctx, branch, commit_id, reason)
@@ -57,7 +77,19 @@ def _owner() -> str:
     return str(flow_run.id or "local")
 
 
-def _train(ctx: FlowContext, branch: str, commit_id: str, reason: str) -> ModelRef:
+@dataclass
+class Fitted:
+    """A model trained on a commit and registered, with the holdout rows it never saw."""
+
+    record: ModelRecord
+    result: TrainResult
+    holdout: pl.DataFrame
+    lineage: Lineage
+
+
+def fit_and_register(ctx: FlowContext, branch: str, commit_id: str, reason: str,
+                     extra_tags: dict[str, str] | None = None, committee_oof: bool = True) -> Fitted:
+    """Train on every valid row at `commit_id` but its holdout, and register the model with its lineage."""
     log = get_run_logger()
     data, checks = load_training_set(ctx.lake, ctx.spec, commit_id)
     if data.height == 0:
@@ -67,26 +99,51 @@ def _train(ctx: FlowContext, branch: str, commit_id: str, reason: str) -> ModelR
     profile, _ = profile_training_set([(c.obj.checksum, c.valid_rows) for c in checks], store, ctx.spec)
 
     result = train(train_rows, ctx.spec, ctx.settings.train)
-    members = committee(result, train_rows, ctx.spec)  # for the label review after registration
+    oof = oof_frame(result, train_rows, ctx.spec)
+    if committee_oof:  # for the label review after registration
+        members = committee(result, train_rows, ctx.spec)
+        oof = oof.with_columns(**member_columns(members, result.class_names))
     lineage = Lineage(repository=ctx.settings.lakefs.repository, branch=branch, commit_id=commit_id,
                       spec_hash=ctx.spec.spec_hash())
     record = log_model(result, spec=ctx.spec, lineage=lineage, profile_view_bytes=to_bytes(profile),
-                       drift_report=None, reason=reason, registered_name=ctx.model_name,
-                       oof=oof_frame(result, train_rows, ctx.spec).with_columns(
-                           **member_columns(members, result.class_names)))
+                       drift_report=None, reason=reason, registered_name=ctx.model_name, oof=oof,
+                       extra_tags=extra_tags)
     log.info("registered %s v%s (run %s) from %s: %s", ctx.model_name, record.version, record.run_id,
              commit_id[:12], {k: round(v, 4) for k, v in result.metrics.items() if isinstance(v, float)})
+    return Fitted(record=record, result=result, holdout=holdout, lineage=lineage)
 
-    verdict = gate(ctx.model_name, record.version, holdout, commit_id, ctx.spec)
-    promoted = apply_gate(verdict).promoted
+
+def promotion_lock(ctx: FlowContext) -> Callable[[], AbstractContextManager[None]]:
+    """One promotion of this model at a time, across every worker sharing the stack's state."""
+    key = f"promote:{ctx.settings.lakefs.repository}:{ctx.model_name}"
+    return lambda: Ledger.at(ctx.settings.state_dir).lock(key, _owner(), timeout=PROMOTION_LOCK_TIMEOUT_S)
+
+
+def judge_and_promote(ctx: FlowContext, version: str, holdout: pl.DataFrame, commit_id: str) -> tuple[
+        GateResult, bool]:
+    """Gate on the commit's holdout (a watched branch's rows), with the rows new since the champion's data
+    checked for label signal; promote compare-and-set."""
+    champion = reference_version(ctx.model_name)
+    since = version_lineage(ctx.model_name, champion.version).commit_id if champion is not None else None
+    fresh = rows_new_since(ctx.lake, ctx.spec, holdout, since) if since else None
+    verdict, decision = gate(ctx.model_name, version, holdout, commit_id, ctx.spec,
+                             config=GateConfig.from_settings(ctx.settings.gate), new_rows=fresh,
+                             lock=promotion_lock(ctx))
+    return verdict, decision.promoted
+
+
+def _train(ctx: FlowContext, branch: str, commit_id: str, reason: str) -> ModelRef:
+    fitted = fit_and_register(ctx, branch, commit_id, reason)
+    record, result, lineage = fitted.record, fitted.result, fitted.lineage
+    verdict, promoted = judge_and_promote(ctx, record.version, fitted.holdout, commit_id)
     publish("model", _model_markdown(ctx, commit_id, record.version, record.run_id, result.metrics, reason)
-            + _gate_markdown(verdict, promoted))
-    events.emit(events.MODEL_REGISTERED, events.model_resource(ctx.model_name), {
+            + gate_markdown(verdict, promoted))
+    events.emit_durable(events.MODEL_REGISTERED, events.model_resource(ctx.model_name), {
         "model_name": ctx.model_name, "version": str(record.version), "run_id": record.run_id,
         "repository": lineage.repository, "branch": branch, "commit_id": commit_id, "reason": reason,
     })
     if promoted:  # a new champion: refresh the predictions it serves
-        events.emit(events.MODEL_PROMOTED, events.model_resource(ctx.model_name), {
+        events.emit_durable(events.MODEL_PROMOTED, events.model_resource(ctx.model_name), {
             "model_name": ctx.model_name, "version": str(record.version), "run_id": record.run_id, "kind": "model",
             "repository": lineage.repository, "branch": branch, "commit_id": commit_id,
         })
@@ -104,9 +161,12 @@ def _model_markdown(ctx: FlowContext, commit_id: str, version: object, run_id: s
             f"| metric | value |\n|---|---:|\n{rows}\n")
 
 
-def _gate_markdown(result: GateResult, promoted: bool) -> str:
+def gate_markdown(result: GateResult, promoted: bool) -> str:
     head = "promoted to `champion`" if promoted else "stays `challenger`"
     rows = "\n".join(f"| {c.name} | {'pass' if c.passed else '**fail**'} | {c.detail} |" for c in result.checks)
-    return (f"\n### Gate on holdout rows of `{result.eval_commit[:12]}`: {head}\n\n"
-            f"AUC {result.auc} vs champion {result.champion_auc}\n\n"
+    evidence = f"AUC {result.auc} vs champion {result.champion_auc}"
+    if result.auc_delta is not None:
+        evidence += (f"; difference to the bar (v{result.bar_version}) {result.auc_delta} at "
+                     f"{result.auc_delta.confidence:.0%}")
+    return (f"\n### Gate on holdout rows of `{result.eval_commit[:12]}`: {head}\n\n{evidence}\n\n"
             f"| check | result | detail |\n|---|---|---|\n{rows}\n")

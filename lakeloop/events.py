@@ -49,11 +49,11 @@ _EVENT_NS = uuid.UUID("6c1d4a52-5b8e-4f0e-9a51-1a7e2f0c9d33")
 
 
 INTERNAL_KIND_KEY = "lakeloop.kind"
-INTERNAL_KINDS = frozenset({"actions"})
+INTERNAL_KINDS = frozenset({"actions", "experiment-report"})
 
 
 def is_internal_commit(metadata: dict[str, str]) -> bool:
-    """Commits lakeloop makes for its own plumbing (actions installs) start no flow."""
+    """Commits lakeloop makes for its own plumbing (actions installs, experiment reports) start no flow."""
     return metadata.get(INTERNAL_KIND_KEY) in INTERNAL_KINDS
 
 

@@ -126,9 +126,8 @@ def _prepare_lake(s: Settings) -> None:
     """Repository, and the actions file that sends the watched and experiment branches' commits and merges to
     the bridge, and gates merges into the watched branches (experiment branches inherit it from main)."""
     from infra.bridge.actions import ACTIONS_FILE, render_actions_yaml
-    from tasks.lake import Lake
-
     from lakeloop.branches import BranchPolicy
+    from tasks.lake import Lake
 
     lake = Lake(s.lakefs)
     lake.ensure_repository()

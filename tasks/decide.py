@@ -33,6 +33,22 @@ class QuarantineRecord(BaseModel):
     rows: int
 
 
+class ExperimentOutcome(BaseModel):
+    """What a branch would do to the model: a candidate judged on the watched branch's trusted holdout."""
+
+    branch: str
+    commit_id: str
+    verdict: str  # better | not-worse | worse
+    summary: str
+    candidate: ModelRef | None = None
+    champion_version: str | None = None
+    eval_commit: str = ""
+    reasons: list[str] = []
+    drifted: list[str] = []
+    report_paths: list[str] = []  # on the branch, at `report_commit`
+    report_commit: str | None = None
+
+
 class CommitOutcome(BaseModel):
     commit_id: str
     branch: str
@@ -42,6 +58,7 @@ class CommitOutcome(BaseModel):
     quarantine: QuarantineRecord | None = None
     model: ModelRef | None = None
     drifted: list[str] = []
+    experiment: ExperimentOutcome | None = None
 
 
 def decide(batch: CommitBatch, drift: DriftReport | None, *, has_model: bool,

@@ -7,11 +7,21 @@ frozen evaluation commit, so the comparison is like for like and reproducible
 
 * artifacts - the model has a description and every file it needs to load alone;
 * schema    - the model signature's columns exist in the data with compatible types;
-* auc       - AUC >= champion's AUC - `auc_tolerance` (no champion: >= `min_auc`);
+* auc       - evidence, not a fixed tolerance: the paired-bootstrap lower bound of
+              AUC(challenger) - AUC(bar) >= -`auc_margin`, where the bar is the best of
+              the champion and the last `past_champions` champions on the *same rows*,
+              so successive promotions cannot slide (no champion: AUC >= `min_auc`);
 * slices    - on each `spec.slices` subset, AUC >= champion's - `slice_tolerance`;
-* business  - value per row from `spec.cost_matrix` at `spec.business_threshold`
-              >= champion's - `business_tolerance` * |champion's| (optionally also
-              >= the best trivial policy: act on everybody / on nobody).
+* business  - value per row from `spec.cost_matrix` at `spec.business_threshold`:
+              the paired lower bound of (challenger - best past champion) >=
+              -`business_margin` * |its value| (optionally also >= the best trivial
+              policy: act on everybody / on nobody);
+* signal    - the rows new since the champion's data (`new_rows`) carry label
+              signal: the challenger's AUC lower bound on them is above 0.5. Shuffled
+              or garbage labels merged into a watched branch fail here, because no
+              model can predict them.
+
+The intervals are stored in the version's tags (`gate.auc_delta`, ...).
 
 Results are stored as model-version tags (`gate.*`), so the registry itself says
 why a version was or was not promoted.
@@ -33,23 +43,34 @@ from pydantic import BaseModel, Field
 
 from lakeloop.spec import DatasetSpec
 from tasks.ensemble import REQUIRED_MODEL_FILES, model_input
+from tasks.evidence import Interval, auc_difference, auc_interval, mean_difference, resample_indices
 from tasks.features import encode_labels
 from tasks.metrics import safe_auc
-from tasks.registry import champion_version
+from tasks.registry import champion_version, past_champions
 
 TAG_VALUE_MAX = 4900
 
 
 class GateConfig(BaseModel):
-    auc_tolerance: float = Field(default=0.005, ge=0)
+    auc_margin: float = Field(default=0.01, ge=0, description="non-inferiority margin on the AUC lower bound")
     slice_tolerance: float = Field(default=0.02, ge=0)
-    business_tolerance: float = Field(default=0.02, ge=0, description="share of |champion value| a challenger may lose")
+    business_margin: float = Field(default=0.05, ge=0, description="share of |bar value| the lower bound may lose")
+    confidence: float = Field(default=0.95, gt=0, lt=1)
+    bootstrap_resamples: int = Field(default=1000, ge=100)
+    seed: int = 20260101
+    past_champions: int = Field(default=5, ge=0, description="earlier champions scored beside the current one")
+    min_signal_rows: int = Field(default=100, ge=10, description="fewer new rows: the signal check is not gated")
     min_auc: float = Field(default=0.55, ge=0, le=1, description="floor when there is no champion (and for slices)")
     min_slice_rows: int = Field(default=30, ge=1, description="smaller slices are reported but not gated")
     require_beats_trivial: bool = Field(
         default=False, description="also fail when acting on everybody / nobody is worth more per row "
         "(off by default: a spec whose threshold is far from its cost matrix's optimum fails every model)")
     required_files: tuple[str, ...] = REQUIRED_MODEL_FILES
+
+    @classmethod
+    def from_settings(cls, gate: Any) -> GateConfig:
+        """From `lakeloop.settings.GateSettings` (the same field names)."""
+        return cls(**{k: v for k, v in gate.model_dump().items() if k in cls.model_fields})
 
 
 class CheckResult(BaseModel):
@@ -78,8 +99,16 @@ class GateResult(BaseModel):
     eval_commit: str
     rows: int
     passed: bool
+    # the champion when the gate read it (even when it is `version` itself): promotion is compare-and-set on it
+    champion_at_gate: str | None = None
     auc: float | None = None
     champion_auc: float | None = None
+    bar_version: str | None = None  # the best champion on these rows, which the challenger must not fall below
+    bar_auc: float | None = None
+    auc_delta: Interval | None = None  # challenger - bar
+    business_delta: Interval | None = None  # per row, challenger - best past champion
+    new_rows: int = 0
+    signal_auc: Interval | None = None  # challenger on the rows new since the champion's data
     business_value: float | None = None
     champion_business_value: float | None = None
     slices: list[SliceResult] = []
@@ -104,7 +133,17 @@ class GateResult(BaseModel):
             "gate.business_value": _fmt(self.business_value),
             "gate.champion_business_value": _fmt(self.champion_business_value),
             "gate.reasons": "; ".join(self.reasons) or "none",
+            "gate.bar_version": self.bar_version or "none",
+            "gate.bar_auc": _fmt(self.bar_auc),
+            "gate.new_rows": str(self.new_rows),
         }
+        for key, iv in (("auc_delta", self.auc_delta), ("business_delta", self.business_delta),
+                        ("signal_auc", self.signal_auc)):
+            if iv is not None:
+                t[f"gate.{key}"] = _fmt(iv.estimate)
+                t[f"gate.{key}.ci_low"] = _fmt(iv.low)
+                t[f"gate.{key}.ci_high"] = _fmt(iv.high)
+                t[f"gate.{key}.confidence"] = str(iv.confidence)
         for c in self.checks:
             t[f"gate.check.{c.name}"] = "pass" if c.passed else "fail"
         for s in self.slices:
@@ -182,13 +221,17 @@ def check_artifacts(model_dir: Path, description: str | None, required: tuple[st
     return CheckResult(name="artifacts", passed=not problems, detail="; ".join(problems) or "all present")
 
 
-def business_value(y_pos: np.ndarray, p_pos: np.ndarray, spec: DatasetSpec) -> float:
-    """Mean value per row of acting on `p >= business_threshold`, from the spec's cost matrix."""
+def row_values(y_pos: np.ndarray, p_pos: np.ndarray, spec: DatasetSpec) -> np.ndarray:
+    """Value of each row when acting on `p >= business_threshold`, from the spec's cost matrix."""
     act = p_pos >= spec.business_threshold
     cm = spec.cost_matrix
-    total = (cm.true_positive * (act & y_pos).sum() + cm.false_positive * (act & ~y_pos).sum()
-             + cm.true_negative * (~act & ~y_pos).sum() + cm.false_negative * (~act & y_pos).sum())
-    return float(total) / max(len(y_pos), 1)
+    return np.select([act & y_pos, act & ~y_pos, ~act & ~y_pos],
+                     [cm.true_positive, cm.false_positive, cm.true_negative], cm.false_negative).astype("float64")
+
+
+def business_value(y_pos: np.ndarray, p_pos: np.ndarray, spec: DatasetSpec) -> float:
+    """Mean value per row of acting on `p >= business_threshold`, from the spec's cost matrix."""
+    return float(row_values(y_pos, p_pos, spec).sum()) / max(len(y_pos), 1)
 
 
 def _proba_matrix(pred: Any, spec: DatasetSpec) -> np.ndarray:
@@ -220,21 +263,25 @@ def evaluate_gate(
     spec: DatasetSpec,
     config: GateConfig | None = None,
     client: MlflowClient | None = None,
+    new_rows: pl.DataFrame | None = None,
 ) -> GateResult:
-    """Score challenger `version` (and the current champion, if any) on the frozen evaluation data."""
+    """Score challenger `version`, the champion and earlier champions on the same frozen evaluation rows.
+
+    `eval_df` must be rows neither model trained on, from a watched branch (the trusted holdout).
+    `new_rows`: held-out rows that are new since the champion's data (the signal check; None: none).
+    """
     cfg = config or GateConfig()
     c = client or MlflowClient()
     version = str(version)
     mv = c.get_model_version(name, version)
-    champ = champion_version(name, c)
-    if champ == version:
-        champ = None  # re-gating the champion compares it with the floors only
+    at_gate = champion_version(name, c)
+    champ = None if at_gate == version else at_gate  # re-gating the champion compares it with the floors only
     if spec.label_column in eval_df.columns and eval_df.get_column(spec.label_column).null_count():
         raise ValueError(f"evaluation data (commit {eval_commit}): {eval_df.get_column(spec.label_column).null_count()}"
                          f" rows have a null {spec.label_column!r}; the gate needs labelled rows")
     checks: list[CheckResult] = []
-    res = GateResult(model_name=name, version=version, champion_version=champ, eval_commit=eval_commit,
-                     rows=eval_df.height, passed=False)
+    res = GateResult(model_name=name, version=version, champion_version=champ, champion_at_gate=at_gate,
+                     eval_commit=eval_commit, rows=eval_df.height, passed=False)
     with tempfile.TemporaryDirectory(prefix="lakeloop-gate-") as tmp:
         model_dir = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}", dst_path=tmp))
         checks.append(check_artifacts(model_dir, mv.description, cfg.required_files))
@@ -248,25 +295,40 @@ def evaluate_gate(
         checks.append(schema)
         if not schema.passed:
             return _finish(res, checks)
-        pred = model.predict(model_input(eval_df, signature))
-    champ_pred = None
-    if champ is not None:
-        champ_model = mlflow.pyfunc.load_model(f"models:/{name}/{champ}")
-        champ_pred = champ_model.predict(model_input(eval_df, champ_model.metadata.signature))
+        proba = _proba_matrix(model.predict(model_input(eval_df, signature)), spec)
+        new_proba = (_proba_matrix(model.predict(model_input(new_rows, signature)), spec)
+                     if new_rows is not None and new_rows.height else None)
+    # the champion first, then earlier champions: the best of them on these rows is the bar
+    rivals: dict[str, np.ndarray] = {}
+    for v in ([champ] if champ else []) + (past_champions(name, c, cfg.past_champions, exclude={version})
+                                           if champ else []):
+        if v not in rivals:
+            rivals[v] = _score(name, v, eval_df, spec)
+    champ_proba = rivals.get(champ) if champ else None
 
     y = encode_labels(eval_df, spec)
-    proba = _proba_matrix(pred, spec)
-    champ_proba = _proba_matrix(champ_pred, spec) if champ_pred is not None else None
+    pos = spec.label_index(spec.positive) if len(spec.classes) > 2 else 1
+    y_pos = y == pos
+    idx = resample_indices(len(y), cfg.bootstrap_resamples, cfg.seed)
 
-    # overall AUC
+    # overall AUC: non-inferior to the best champion on the same rows, with evidence
     res.auc = safe_auc(y, proba)
     res.champion_auc = safe_auc(y, champ_proba) if champ_proba is not None else None
+    rival_auc = {v: safe_auc(y, p) for v, p in rivals.items()}
+    scored = {v: a for v, a in rival_auc.items() if a is not None}
+    if scored:
+        res.bar_version = max(scored, key=lambda v: scored[v])
+        res.bar_auc = scored[res.bar_version]
     if res.auc is None:
         checks.append(CheckResult(name="auc", passed=False, detail="evaluation data has a single class"))
-    elif res.champion_auc is not None:
-        ok = res.auc >= res.champion_auc - cfg.auc_tolerance
-        checks.append(CheckResult(name="auc", passed=ok, value=res.auc, baseline=res.champion_auc, detail=(
-            f"AUC {res.auc:.4f} vs champion v{champ} {res.champion_auc:.4f} (tolerance {cfg.auc_tolerance})")))
+    elif res.bar_version is not None:
+        res.auc_delta = auc_difference(y_pos, proba[:, pos], rivals[res.bar_version][:, pos], idx, cfg.confidence)
+        ok = res.auc_delta.low >= -cfg.auc_margin
+        bar = (f"champion v{champ}" if res.bar_version == champ
+               else f"best champion v{res.bar_version} (champion v{champ})")
+        checks.append(CheckResult(name="auc", passed=ok, value=res.auc, baseline=res.bar_auc, detail=(
+            f"AUC {res.auc:.4f} vs {bar} {res.bar_auc:.4f}: difference {res.auc_delta} at "
+            f"{cfg.confidence:.0%}, lower bound must be >= -{cfg.auc_margin}")))
     else:
         ok = res.auc >= cfg.min_auc
         checks.append(CheckResult(name="auc", passed=ok, value=res.auc, baseline=cfg.min_auc,
@@ -294,29 +356,61 @@ def evaluate_gate(
     checks.append(CheckResult(name="slices", passed=not failed, detail="; ".join(
         f"slice {s.name}: {s.detail}" for s in (failed or res.slices))))
 
-    # business value (binary: positive class vs the rest)
-    pos = spec.label_index(spec.positive) if len(spec.classes) > 2 else 1
-    y_pos = y == pos
-    res.business_value = business_value(y_pos, proba[:, pos], spec)
-    trivial = max(business_value(y_pos, np.ones(len(y)), spec), business_value(y_pos, np.zeros(len(y)), spec))
+    checks.append(_business_check(res, y_pos, proba[:, pos], {v: p[:, pos] for v, p in rivals.items()}, champ,
+                                  idx, spec, cfg))
+    y_new = encode_labels(new_rows, spec) == pos if new_proba is not None and new_rows is not None else y_pos[:0]
+    checks.append(_signal_check(res, y_new, new_proba[:, pos] if new_proba is not None else proba[:0, pos], cfg))
+    return _finish(res, checks)
+
+
+def _score(name: str, version: str, eval_df: pl.DataFrame, spec: DatasetSpec) -> np.ndarray:
+    model = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
+    return _proba_matrix(model.predict(model_input(eval_df, model.metadata.signature)), spec)
+
+
+def _business_check(res: GateResult, y_pos: np.ndarray, p_pos: np.ndarray, rivals: dict[str, np.ndarray],
+                    champ: str | None, idx: np.ndarray, spec: DatasetSpec, cfg: GateConfig) -> CheckResult:
+    """Value per row, paired against the best champion by value on the same rows."""
+    values = row_values(y_pos, p_pos, spec)
+    res.business_value = float(values.mean())
+    trivial = max(business_value(y_pos, np.ones(len(y_pos)), spec), business_value(y_pos, np.zeros(len(y_pos)), spec))
     problems: list[str] = []
     notes: list[str] = []
     if res.business_value < trivial:
         msg = f"value {res.business_value:.3f}/row is below the best trivial policy {trivial:.3f}/row"
         (problems if cfg.require_beats_trivial else notes).append(msg)
     baseline = trivial
-    if champ_proba is not None:
-        res.champion_business_value = business_value(y_pos, champ_proba[:, pos], spec)
-        baseline = res.champion_business_value
-        floor = res.champion_business_value - cfg.business_tolerance * abs(res.champion_business_value)
-        if res.business_value < floor:
-            problems.append(f"value {res.business_value:.3f}/row is below champion's "
-                            f"{res.champion_business_value:.3f}/row (tolerance {cfg.business_tolerance:.0%})")
-    checks.append(CheckResult(name="business", passed=not problems, value=res.business_value, baseline=baseline,
-                              detail="; ".join(problems + notes) or (
-                                  f"value {res.business_value:.3f}/row at threshold {spec.business_threshold}"
-                                  f" (baseline {baseline:.3f}/row)")))
-    return _finish(res, checks)
+    if rivals:
+        rival_values = {v: row_values(y_pos, p, spec) for v, p in rivals.items()}
+        if champ in rival_values:
+            res.champion_business_value = float(rival_values[champ].mean())
+        best = max(rival_values, key=lambda v: rival_values[v].mean())
+        baseline = float(rival_values[best].mean())
+        res.business_delta = mean_difference(values, rival_values[best], idx, cfg.confidence)
+        floor = -cfg.business_margin * abs(baseline)
+        if res.business_delta.low < floor:
+            problems.append(f"value {res.business_value:.3f}/row vs best champion v{best} {baseline:.3f}/row: "
+                            f"difference {res.business_delta} at {cfg.confidence:.0%}, lower bound must be >= "
+                            f"{floor:.3f} ({cfg.business_margin:.0%} of |{baseline:.3f}|)")
+    return CheckResult(name="business", passed=not problems, value=res.business_value, baseline=baseline,
+                       detail="; ".join(problems + notes) or (
+                           f"value {res.business_value:.3f}/row at threshold {spec.business_threshold}"
+                           f" (baseline {baseline:.3f}/row"
+                           + (f", difference {res.business_delta}" if res.business_delta else "") + ")"))
+
+
+def _signal_check(res: GateResult, yy: np.ndarray, pp: np.ndarray, cfg: GateConfig) -> CheckResult:
+    """Rows new since the champion's data must carry label signal the challenger found."""
+    res.new_rows = n = len(yy)
+    if n < cfg.min_signal_rows or yy.all() or not yy.any():
+        why = f"{n} new rows (< {cfg.min_signal_rows})" if n < cfg.min_signal_rows else "new rows hold one class"
+        return CheckResult(name="signal", passed=True, detail=f"not gated: {why}")
+    res.signal_auc = auc_interval(yy, pp, resample_indices(n, cfg.bootstrap_resamples, cfg.seed + 1), cfg.confidence)
+    ok = res.signal_auc.low > 0.5
+    return CheckResult(name="signal", passed=ok, value=res.signal_auc.estimate, baseline=0.5, detail=(
+        f"AUC on the {n} holdout rows new since the champion's data: {res.signal_auc.estimate:.4f} "
+        f"[{res.signal_auc.low:.4f}, {res.signal_auc.high:.4f}]"
+        + ("" if ok else "; their labels carry no signal a model can find (shuffled or wrong labels?)")))
 
 
 def _finish(res: GateResult, checks: list[CheckResult]) -> GateResult:
@@ -341,8 +435,9 @@ def run_gate(
     spec: DatasetSpec,
     config: GateConfig | None = None,
     client: MlflowClient | None = None,
+    new_rows: pl.DataFrame | None = None,
 ) -> GateResult:
     """`evaluate_gate` + `store_gate_result`; promotion is `tasks.registry.apply_gate`."""
-    result = evaluate_gate(name, version, eval_df, eval_commit, spec, config, client)
+    result = evaluate_gate(name, version, eval_df, eval_commit, spec, config, client, new_rows)
     store_gate_result(result, client)
     return result

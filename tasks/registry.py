@@ -7,6 +7,7 @@ kept under `previous` so a rollback needs no search through history.
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -17,6 +18,8 @@ from mlflow.exceptions import MlflowException
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 PREVIOUS = "previous"
+EXPERIMENT_TAG = "lakeloop.experiment"  # "true": trained on an experiment branch, never champion
+PROMOTED_TAG = "lakeloop.promoted_at"
 
 
 class RegistryError(RuntimeError):
@@ -54,6 +57,21 @@ def champion_version(name: str, client: MlflowClient | None = None) -> str | Non
     return alias_version(name, CHAMPION, client)
 
 
+def past_champions(name: str, client: MlflowClient | None = None, limit: int = 5,
+                   exclude: set[str] | None = None) -> list[str]:
+    """Versions that were champion once (newest first), at most `limit`: the gate's bar is the best of them."""
+    if limit <= 0:
+        return []
+    c = _client(client)
+    found = [str(mv.version) for mv in c.search_model_versions(f"name = '{name}'")
+             if PROMOTED_TAG in (mv.tags or {}) and str(mv.version) not in (exclude or set())]
+    return sorted(found, key=int, reverse=True)[:limit]
+
+
+def is_experiment(name: str, version: str, client: MlflowClient | None = None) -> bool:
+    return (_client(client).get_model_version(name, str(version)).tags or {}).get(EXPERIMENT_TAG) == "true"
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
@@ -62,7 +80,8 @@ def promote(name: str, version: str, client: MlflowClient | None = None) -> Alia
     """Make `version` the champion; the old champion becomes `previous`; a `challenger` alias on it is removed."""
     c = _client(client)
     version = str(version)
-    c.get_model_version(name, version)  # raises a clear MlflowException for an unknown version
+    if is_experiment(name, version, c):  # raises a clear MlflowException for an unknown version
+        raise RegistryError(f"model {name!r} v{version} was trained on an experiment branch; it is never champion")
     old = champion_version(name, c)
     if old == version:
         return AliasMove(name, version, alias_version(name, PREVIOUS, c), changed=False)
@@ -72,7 +91,7 @@ def promote(name: str, version: str, client: MlflowClient | None = None) -> Alia
         c.set_model_version_tag(name, old, "lakeloop.demoted_at", _now())
     if alias_version(name, CHALLENGER, c) == version:
         c.delete_registered_model_alias(name, CHALLENGER)
-    c.set_model_version_tag(name, version, "lakeloop.promoted_at", _now())
+    c.set_model_version_tag(name, version, PROMOTED_TAG, _now())
     return AliasMove(name, version, old, changed=True)
 
 
@@ -101,17 +120,28 @@ class GateDecision:
     champion: str | None
     version: str
     reasons: list[str]
+    stale: bool = False  # the champion moved after the gate read it: nothing changed, gate again
 
 
-def apply_gate(result: Any, client: MlflowClient | None = None) -> GateDecision:
+def apply_gate(result: Any, client: MlflowClient | None = None,
+               lock: AbstractContextManager[Any] | None = None) -> GateDecision:
     """Act on a `tasks.gate.GateResult`: promote a passing challenger, leave a failing one as challenger.
 
+    Promotion is compare-and-set: under `lock` (one promotion of this model at a time, across
+    processes), the champion must still be the version the gate compared against
+    (`result.champion_at_gate`); otherwise nothing moves and the decision is `stale`.
     A failing challenger keeps (or gets) the `challenger` alias and its gate tags, so
     the reasons stay visible in the registry next to the model.
     """
     c = _client(client)
     if result.passed:
-        move = promote(result.model_name, result.version, c)
+        with lock or nullcontext():
+            current = champion_version(result.model_name, c)
+            if current != result.champion_at_gate:
+                return GateDecision(False, current, result.version,
+                                    [f"champion moved from v{result.champion_at_gate} to v{current} after the gate "
+                                     "compared; gate again"], stale=True)
+            move = promote(result.model_name, result.version, c)
         return GateDecision(True, move.champion, result.version, [])
     if alias_version(result.model_name, CHALLENGER, c) is None:
         c.set_registered_model_alias(result.model_name, CHALLENGER, result.version)

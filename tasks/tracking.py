@@ -231,15 +231,18 @@ def log_training(
     oof: pl.DataFrame | None = None,
     example: pl.DataFrame | None = None,
     settings: MLflowSettings | None = None,
+    extra_tags: dict[str, str] | None = None,
 ) -> ModelRecord:
-    """Log params, metrics, model, profile, drift report (and OOF probabilities) and register a version."""
+    """Log params, metrics, model, profile, drift report (and OOF probabilities) and register a version.
+
+    `extra_tags` go on the run and the version from the start (e.g. `lakeloop.experiment`)."""
     s = settings or get_settings().mlflow
     c = client(s)
     mlflow.set_tracking_uri(s.tracking_uri)
     mlflow.set_registry_uri(s.tracking_uri)
     exp_id = _experiment_id(c, s.experiment)
     tags = {**lineage.tags(), TAG_CODE_VERSION: code_version(), TAG_TRIGGER: reason,
-            "lakeloop.dataset": spec.name}
+            "lakeloop.dataset": spec.name, **(extra_tags or {})}
     with mlflow.start_run(experiment_id=exp_id, tags=tags, nested=mlflow.active_run() is not None,
                           run_name=f"{registered_name}-{lineage.commit_id[:12]}") as run:
         run_id = run.info.run_id
@@ -348,19 +351,18 @@ def version_lineage(name: str, version: str | int, settings: MLflowSettings | No
 
 
 def reference_version(name: str, settings: MLflowSettings | None = None) -> Any | None:
-    """The version new data is compared with: alias `champion` if set, else the latest version."""
+    """The version new data is compared with: the current `champion`; None when there is none yet.
+
+    Never a fallback to the latest version: that may be a refused challenger or an experiment, whose
+    data must not become the reference. Any other MLflow error is raised, not taken for "no model".
+    """
     c = client(settings)
     try:
         return c.get_model_version_by_alias(name, CHAMPION)
-    except MlflowException:
-        pass
-    try:
-        versions = c.search_model_versions(f"name = {_quote(name)}")
-    except MlflowException:
-        return None
-    if not versions:
-        return None
-    return max(versions, key=lambda mv: int(mv.version))
+    except MlflowException as e:
+        if e.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
+            return None
+        raise TrackingError(f"model {name}: cannot read the champion alias: {e}") from e
 
 
 def log_profile(run_id: str, profile: bytes, settings: MLflowSettings | None = None) -> None:
@@ -380,7 +382,7 @@ def download_bytes(run_id: str, artifact_path: str, settings: MLflowSettings | N
 
 
 def latest_training_reference(name: str, settings: MLflowSettings | None = None) -> TrainingReference | None:
-    """Run, commit and training profile of the current model (`champion`, else latest); None if no model."""
+    """Run, commit and training profile of the current champion; None if there is no champion yet."""
     mv = reference_version(name, settings)
     if mv is None:
         return None

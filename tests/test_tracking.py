@@ -80,7 +80,10 @@ def test_log_register_and_lineage_both_ways(mlflow_server: str, trained, churn_s
     lin = version_lineage(name, "1", settings)
     assert lin.commit_id == commits[0] and lin.repository == "churn"
 
-    # reference for drift: latest version, then the champion alias wins
+    # reference for drift: only the champion. Without one, the latest version (which may be a refused
+    # challenger or an experiment) is never the reference (issue 10: it used to fall back to it).
+    assert latest_training_reference(name, settings) is None
+    client.set_registered_model_alias(name, "champion", "2")
     ref = latest_training_reference(name, settings)
     assert ref is not None and ref.run_id == rec.run_id and ref.commit_id == commits[1]
     assert profile_rows(from_bytes(ref.profile)) == data.height
