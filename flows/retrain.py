@@ -55,6 +55,9 @@ def retrain(repository: str, branch: str, commit_id: str, reason: str = "manual"
                     "run `on-commit`'s experiment instead", branch, ", ".join(ctx.branches.watched))
         return None
     commit_id = ctx.lake.head(commit_id)  # a branch name or ref expression pins to its commit now
+    if not ctx.lake.is_on_branch(commit_id, branch):  # a side branch's commit passed off as the watched one
+        raise ValueError(f"commit {commit_id[:12]} is not in the history of watched branch {branch!r}; "
+                         "merge it first, or run it as an experiment")
     if force:
         return _train(ctx, branch, commit_id, reason)
     key = f"retrain:{ctx.settings.lakefs.repository}:{ctx.model_name}:{commit_id}"

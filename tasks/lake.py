@@ -90,6 +90,15 @@ class Lake:
     def commit_info(self, ref: str) -> CommitInfo:
         return _commit_info(lakefs.Reference(self.settings.repository, ref, client=self.client).get_commit())
 
+    def is_on_branch(self, commit_id: str, branch: str) -> bool:
+        """Whether `commit_id` is in `branch`'s history (its merge base with the branch is itself)."""
+        api = self.client.sdk_client.refs_api
+        try:
+            found = api.find_merge_base(self.settings.repository, commit_id, branch)
+        except NotFoundException:
+            return False
+        return str(found.base_commit_id) == self.head(commit_id)
+
     def log(self, ref: str, limit: int | None = None) -> list[CommitInfo]:
         return [_commit_info(c) for c in self.repo.ref(ref).log(max_amount=limit)]
 

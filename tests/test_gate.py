@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import threading
+from pathlib import Path
+
 import numpy as np
 import polars as pl
 import pytest
 from mlflow import MlflowClient
 
 from lakeloop.spec import DatasetSpec
+from lakeloop.state import Ledger
 from tasks.candidates import CandidateSet, MemberConfig, build_candidates
 from tasks.ensemble import log_ensemble, model_signature
 from tasks.gate import GateConfig, business_value, check_schema, evaluate_gate, run_gate
+from tasks.promotion import gate_and_promote
 from tasks.registry import (
     CHALLENGER,
     CHAMPION,
@@ -134,3 +139,87 @@ def test_gate_promotes_better_refuses_degraded_and_rolls_back(
         rollback(model_name)
     # promoting the current champion again is a no-op
     assert not promote(model_name, v1).changed
+
+
+@pytest.mark.integration
+def test_gate_bar_is_the_best_champion_on_the_same_rows_and_new_rows_must_carry_signal(
+    mlflow_uri: str, churn_candidates: CandidateSet, churn_spec: DatasetSpec, churn_train: pl.DataFrame,
+    churn_eval: pl.DataFrame, model_name: str,
+) -> None:
+    """Issue 10: each promotion could lose up to the tolerance against the *previous* champion (a ratchet),
+    and garbage labels scored on their own rows passed. Now the bar is the best champion on these rows."""
+    spec = churn_spec
+    _, _, v_full = log_ensemble(churn_candidates, name=model_name)
+    assert apply_gate(run_gate(model_name, v_full, churn_eval, EVAL_COMMIT, spec)).promoted
+    weak = tuple(f for f in spec.model_features if f not in KEY_FEATURES)
+    _, _, v_weak = log_ensemble(_small(churn_train, spec, weak, "4" * 64), name=model_name)
+    promote(model_name, v_weak)  # by hand: the champion is now worse than an earlier one
+    mid = tuple(f for f in spec.model_features if f not in {"contract", "tenure_months"})
+    _, _, v_mid = log_ensemble(_small(churn_train, spec, mid, "5" * 64), name=model_name)
+
+    r = run_gate(model_name, v_mid, churn_eval, EVAL_COMMIT, spec)
+    assert r.champion_version == v_weak and r.bar_version == v_full
+    assert r.auc is not None and r.champion_auc is not None and r.auc > r.champion_auc  # beats today's champion
+    assert not r.passed and not r.check("auc").passed, r.reasons  # ... but not the best one
+    assert r.auc_delta is not None and r.auc_delta.high < 0
+    assert f"best champion v{v_full}" in r.check("auc").detail
+    tags = MlflowClient().get_model_version(model_name, v_mid).tags
+    assert tags["gate.bar_version"] == v_full
+    low, mid_, high = (float(tags[f"gate.auc_delta{k}"]) for k in (".ci_low", "", ".ci_high"))
+    assert low <= mid_ <= high
+    assert tags["gate.auc_delta.confidence"] == "0.95"
+
+    # rows new since the champion's data: real labels carry signal, shuffled ones do not
+    fresh = churn_eval.head(600)
+    ok = evaluate_gate(model_name, v_full, churn_eval, EVAL_COMMIT, spec, new_rows=fresh)
+    assert ok.check("signal").passed and ok.signal_auc is not None and ok.signal_auc.low > 0.5
+    shuffled = fresh.with_columns(pl.col("churn").shuffle(seed=11))
+    bad = evaluate_gate(model_name, v_full, churn_eval, EVAL_COMMIT, spec, new_rows=shuffled)
+    assert not bad.passed and not bad.check("signal").passed
+    assert "carry no signal" in bad.check("signal").detail
+
+
+@pytest.mark.integration
+def test_promotion_is_compare_and_set_and_concurrent_gates_leave_one_compared_champion(
+    mlflow_uri: str, churn_candidates: CandidateSet, churn_spec: DatasetSpec, churn_train: pl.DataFrame,
+    churn_eval: pl.DataFrame, model_name: str, tmp_path: Path,
+) -> None:
+    """Issue 10: the gate read the champion and `promote` re-read and overwrote it, so two retrains that
+    finished together both won."""
+    spec = churn_spec
+    feats = tuple(spec.model_features)
+    _, _, v_a = log_ensemble(churn_candidates, name=model_name)
+    _, _, v_b = log_ensemble(_small(churn_train, spec, feats, "6" * 64), name=model_name)
+    ra = run_gate(model_name, v_a, churn_eval, EVAL_COMMIT, spec)
+    rb = run_gate(model_name, v_b, churn_eval, EVAL_COMMIT, spec)
+    assert ra.passed and rb.passed and ra.champion_at_gate is None and rb.champion_at_gate is None
+    assert apply_gate(ra).promoted
+    stale = apply_gate(rb)  # compared against "no champion"; the champion is v_a now
+    assert stale.stale and not stale.promoted
+    assert alias_version(model_name, CHAMPION) == v_a
+
+    # two challengers gated and promoted at once, one lock: exactly one champion, whose gate compared it
+    # against the version it replaced
+    ledger = Ledger(tmp_path / "ledger.sqlite3")
+    _, _, v_c = log_ensemble(_small(churn_train, spec, feats, "7" * 64), name=model_name)
+    _, _, v_d = log_ensemble(_small(churn_train, spec, feats, "8" * 64), name=model_name)
+    loose = GateConfig(auc_margin=0.5, business_margin=5.0)  # both pass on their own: the race is the point
+    results: dict[str, object] = {}
+
+    def run(v: str) -> None:
+        results[v] = gate_and_promote(model_name, v, churn_eval, EVAL_COMMIT, spec, config=loose,
+                                      lock=lambda: ledger.lock(f"promote:{model_name}", f"worker-{v}", timeout=120))
+
+    threads = [threading.Thread(target=run, args=(v,)) for v in (v_c, v_d)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert set(results) == {v_c, v_d}
+    champion = alias_version(model_name, CHAMPION)
+    previous = alias_version(model_name, PREVIOUS)
+    assert champion in (v_c, v_d)
+    tags = MlflowClient().get_model_version(model_name, champion).tags
+    assert tags["gate.champion_version"] == previous  # it was judged against the version it replaced
+    promoted = [v for v, (_, d) in results.items() if d.promoted]  # type: ignore[misc]
+    assert champion in promoted

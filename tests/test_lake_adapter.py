@@ -50,3 +50,15 @@ def test_install_actions_is_idempotent(lake: Lake) -> None:
     )
     assert lake.install_actions("main", "t.yaml", text) is not None
     assert lake.install_actions("main", "t.yaml", text) is None
+
+
+def test_is_on_branch_tells_a_side_branch_commit_from_the_branch_history(lake: Lake) -> None:
+    lake.write_bytes("main", "data/a.csv", b"a\n1\n")
+    on_main = lake.commit("main", "a")
+    lake.ensure_branch("side", "main")
+    lake.write_bytes("side", "data/b.csv", b"a\n2\n")
+    side = lake.commit("side", "b")
+    assert lake.is_on_branch(on_main, "main") and lake.is_on_branch(on_main, "side")
+    assert not lake.is_on_branch(side, "main")
+    lake.merge("side", "main")
+    assert lake.is_on_branch(side, "main")
