@@ -145,6 +145,9 @@ class BranchSettings(BaseSettings):
     # glob patterns (fnmatch) of branches whose commits run an experiment: train a candidate, judge it on
     # the watched branch's holdout, report; never an alias. Empty: other branches start nothing.
     experiments: Annotated[list[str], NoDecode] = []
+    # the pre-merge hook on a watched branch refuses a merge from an experiment branch whose latest
+    # experiment verdict is `worse` (or still pending): data CI
+    block_worse_merges: bool = False
 
     _split = field_validator("watched", "experiments", mode="before")(_split_list)
 

@@ -5,15 +5,28 @@ reads only what the merge changes (`diff(destination, source)`, three-dot, as
 lakeFS-hooks does) and validates each added or changed data object with
 `tasks.validate.validate`. Any schema error or any row failing a check blocks
 the merge (up to `max_invalid_share`); the message names object, check and column.
+
+With `experiments` set, a merge from an experiment branch also needs that branch's
+latest experiment verdict (the report commit `flows.experiment` writes) to be
+something other than `worse`; a data commit newer than the last report is a
+pending verdict, which blocks too: data CI, the branch's tests must have run.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from infra.bridge.models import LakeFSHookEvent
+from lakeloop.events import INTERNAL_KIND_KEY
 from lakeloop.settings import LakeFSSettings
 from lakeloop.spec import DatasetSpec
+
+if TYPE_CHECKING:
+    from lakeloop.branches import BranchPolicy
+    from tasks.lake import Lake
+
+EXPERIMENT_REPORT_KIND = "experiment-report"
 
 
 @dataclass(frozen=True)
@@ -37,6 +50,7 @@ class SpecMergeGate:
     lakefs: LakeFSSettings
     max_invalid_share: float = 0.0
     max_reasons: int = 3
+    experiments: BranchPolicy | None = None  # set: merges from experiment branches need a verdict that is not worse
 
     def __call__(self, ev: LakeFSHookEvent) -> GateResult:
         from tasks.lake import Lake, LakeError
@@ -71,4 +85,21 @@ class SpecMergeGate:
                 examples = "; ".join(f"row {r}: {x}" for r, x in zip(rows, reasons, strict=False))
                 problems.append(f"{where}: {rep.n_invalid} of {rep.n_rows} rows invalid; failing checks: "
                                 f"{failing}; e.g. {examples}")
+        if self.experiments is not None and ev.merge_source and self.experiments.role(ev.merge_source) == "experiment":
+            problems += experiment_verdict_problems(lake, ev.source_ref, ev.merge_source)
         return GateResult(not problems, checked, problems)
+
+
+def experiment_verdict_problems(lake: Lake, source_ref: str, branch: str, depth: int = 100) -> list[str]:
+    """Why the branch's experiment verdict blocks a merge (none: the latest verdict is not `worse`)."""
+    for c in lake.log(source_ref, limit=depth):
+        if c.metadata.get(INTERNAL_KIND_KEY) == EXPERIMENT_REPORT_KIND:
+            verdict = c.metadata.get("lakeloop.experiment.verdict", "")
+            if verdict == "worse":
+                judged = c.metadata.get("lakeloop.experiment.commit", "")[:12]
+                return [f"experiment on {branch} @ {judged}: the model gets worse (see _lakeloop/experiments/"
+                        f"{judged}.md on the branch)"]
+            return []
+        if c.parents and c.metadata.get(INTERNAL_KIND_KEY) != "actions":
+            return [f"experiment on {branch}: no verdict yet for commit {c.id[:12]}; wait for its report"]
+    return [f"experiment on {branch}: no experiment report in the last {depth} commits"]

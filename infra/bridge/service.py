@@ -16,11 +16,13 @@ def build_config(settings: Settings, *, gate: bool = True):  # type: ignore[no-u
     """The production wiring: ledger under state_dir, events to Prefect's API, spec merge gate."""
     from infra.bridge.app import BridgeConfig
     from infra.bridge.gate import SpecMergeGate
+    from lakeloop.branches import BranchPolicy
     from lakeloop.events import publish
     from lakeloop.spec import DatasetSpec
     from lakeloop.state import Ledger
 
     api_url = settings.prefect.api_url
+    policy = BranchPolicy.from_settings(settings)
 
     def emitter(event):  # type: ignore[no-untyped-def]
         publish([event], api_url)
@@ -29,7 +31,8 @@ def build_config(settings: Settings, *, gate: bool = True):  # type: ignore[no-u
         secret=settings.bridge.secret,
         ledger=Ledger.at(settings.state_dir),
         emitter=emitter,
-        gate=SpecMergeGate(DatasetSpec.from_yaml(settings.spec_path), settings.lakefs) if gate else None,
+        gate=SpecMergeGate(DatasetSpec.from_yaml(settings.spec_path), settings.lakefs,
+                           experiments=policy if settings.branches.block_worse_merges else None) if gate else None,
         labels_quiet_s=settings.bridge.labels_quiet_s,
     )
 
