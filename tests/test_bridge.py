@@ -131,6 +131,21 @@ def test_post_merge_maps_to_merge_completed(ledger: Ledger, rec: Recorder) -> No
     assert ev.payload["merge_source"] == "ingest-1" and ev.payload["branch"] == "main"
 
 
+def test_commits_on_branches_nobody_watches_are_ignored(ledger: Ledger, rec: Recorder) -> None:
+    """Issue 10: a webhook for any branch (an action file with no branch filter) was relayed as production."""
+    from lakeloop.branches import BranchPolicy
+
+    policy = BranchPolicy(watched=("main",), experiments=("experiment-*",))
+    c = TestClient(create_app(BridgeConfig(secret=SECRET, ledger=ledger, emitter=rec, branches=policy)))
+    r = c.post("/lakefs/events", json=post_commit("s1", branch_id="scratch"), headers=AUTH)
+    assert r.status_code == 200 and r.json()["status"] == "ignored" and rec.events == []
+    assert not ledger.is_settled(commit_key("churn", "s1"))  # a later policy that relays it may still replay it
+    for branch in ("main", "experiment-shuffled"):
+        r = c.post("/lakefs/events", json=post_commit(f"c-{branch}", branch_id=branch), headers=AUTH)
+        assert r.json()["status"] == "emitted"
+    assert [e.payload["branch"] for e in rec.events] == ["main", "experiment-shuffled"]
+
+
 def test_other_lakefs_events_are_ignored_not_emitted(ledger: Ledger, rec: Recorder) -> None:
     body = post_commit(event_type="pre-merge", branch_id="main")
     r = client(ledger, rec).post("/lakefs/events", json=body, headers=AUTH)

@@ -31,6 +31,7 @@ from starlette.routing import Route
 from infra.bridge.actions import SIGNATURE_HEADER, TOKEN_HEADER
 from infra.bridge.gate import GateResult
 from infra.bridge.models import LabelStudioEvent, LakeFSHookEvent, error_list
+from lakeloop.branches import BranchPolicy
 from lakeloop.events import (
     LABELS_READY,
     CommitPayload,
@@ -64,6 +65,8 @@ class BridgeConfig:
     # at once, and one `labels.ready` per project is emitted after `labels_quiet_s` without new answers
     # (a labeler working through 300 tasks starts one intake, not 300). 0 emits per answer.
     labels_quiet_s: float = 0.0
+    # which branches' commits are relayed (None: all; the production wiring always sets it)
+    branches: BranchPolicy | None = None
 
 
 def commit_payload(ev: LakeFSHookEvent, delivered_by: str = "bridge") -> CommitPayload:
@@ -138,7 +141,11 @@ def create_app(config: BridgeConfig) -> Starlette:
         if missing:
             count("malformed")
             return JSONResponse({"error": f"{ev.event_type} event without {', '.join(missing)}"}, 400)
-        assert ev.commit_id
+        assert ev.commit_id and ev.branch_id
+        if config.branches is not None and not config.branches.relayed(ev.branch_id):
+            count("ignored")  # the trust boundary: a commit on a branch nobody watches starts nothing
+            return JSONResponse({"status": "ignored", "reason": f"branch {ev.branch_id!r} is neither watched "
+                                 "nor an experiment branch"})
         key = commit_key(ev.repository_id, ev.commit_id)
         if is_internal_commit(ev.commit_metadata):
             await run_in_threadpool(config.ledger.skip, key, "lakefs", config.owner, "lakeloop actions commit")

@@ -34,6 +34,7 @@ def build_config(settings: Settings, *, gate: bool = True):  # type: ignore[no-u
         gate=SpecMergeGate(DatasetSpec.from_yaml(settings.spec_path), settings.lakefs,
                            experiments=policy if settings.branches.block_worse_merges else None) if gate else None,
         labels_quiet_s=settings.bridge.labels_quiet_s,
+        branches=policy,
     )
 
 
