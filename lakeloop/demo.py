@@ -160,6 +160,7 @@ def run_demo(settings: Settings, console: Console, *, data: Path | None, spec_pa
         from lakeloop.demo_promotion import run_promotion_round
 
         run_promotion_round(settings, console)
+    console.print(gate_evidence_table(settings))
     console.rule("where to look")
     print_urls(stack, console)
     console.print("lineage: [bold]lakeloop lineage <commit-id>[/] or [bold]lakeloop lineage churn@1[/]")
@@ -177,6 +178,32 @@ def _add_row(table: Table, batch: DemoBatch, commit_id: str, run: dict[str, Any]
         f"v{model.version}" if model else "-",
         f"{model.metrics.get('roc_auc', float('nan')):.3f}" if model else "-",
     )
+
+
+def gate_evidence_table(settings: Settings) -> Table:
+    """Every version's gate verdict and its evidence, from the registry's `gate.*` tags."""
+    from mlflow import MlflowClient
+
+    table = Table("version", "trigger", "gate", "AUC", "bar", "AUC − bar [95% CI]", "value/row − bar [CI]",
+                  "new rows: AUC [CI]", title="gate evidence (MLflow version tags)")
+    name = settings.mlflow.model_name
+    client = MlflowClient(tracking_uri=settings.mlflow.tracking_uri)
+    for mv in sorted(client.search_model_versions(f"name = '{name}'"), key=lambda m: int(m.version)):
+        t = mv.tags or {}
+
+        def ci(key: str, t: dict[str, str] = t) -> str:
+            return (f"{float(t[key]):+.4f} [{float(t[key + '.ci_low']):+.4f}, {float(t[key + '.ci_high']):+.4f}]"
+                    if key in t else "-")
+
+        verdict = {"true": "passed", "false": "refused"}.get(t.get("gate.passed", ""), "-")
+        if "lakeloop.promoted_at" in t:
+            verdict += ", champion once"
+        table.add_row(f"v{mv.version}", t.get("lakeloop.trigger", "ensemble")[:28], verdict,
+                      t.get("gate.auc", "-")[:6], f"v{t['gate.bar_version']}" if t.get("gate.bar_version",
+                                                                                         "none") != "none" else "-",
+                      ci("gate.auc_delta"), ci("gate.business_delta"),
+                      (f"{t['gate.new_rows']}: " + ci("gate.signal_auc")) if "gate.signal_auc" in t else "-")
+    return table
 
 
 def _short_list(names: list[str], keep: int = 3) -> str:
