@@ -45,6 +45,22 @@ CREATE TABLE IF NOT EXISTS counters (
 """
 
 
+class LeaseLost(RuntimeError):
+    """A claim was completed or released by an owner that no longer holds it (its lease expired and
+    another owner took it over): the work may have run twice, and this owner must not report it done."""
+
+    def __init__(self, key: str, owner: str, holder: str | None) -> None:
+        super().__init__(f"ledger: {key!r} is not claimed by {owner!r} (held by {holder or 'nobody'})")
+        self.key, self.owner, self.holder = key, owner, holder
+
+    def __reduce__(self) -> tuple[type[LeaseLost], tuple[str, str, str | None]]:
+        return (LeaseLost, (self.key, self.owner, self.holder))
+
+
+class LockTimeout(TimeoutError):
+    """Another owner held a ledger lock for longer than we were willing to wait."""
+
+
 def commit_key(repository: str, commit_id: str) -> str:
     """Ledger key of a lakeFS commit: a commit is processed once, whichever branch shows it."""
     return f"lakefs:{repository}:{commit_id}"
@@ -134,17 +150,24 @@ class Ledger:
                 return True
             return False
 
-    def complete(self, key: str, detail: dict[str, str] | None = None) -> None:
-        """Mark a claimed delivery done; `seq` records the global processing order."""
+    def complete(self, key: str, owner: str, detail: dict[str, str] | None = None) -> None:
+        """Mark `owner`'s claim done; `seq` records the global processing order.
+
+        Raises `LeaseLost` when `owner` no longer holds the claim, so the run that lost its
+        lease cannot report as done the work another owner has taken over.
+        """
         with self._tx() as db:
+            row = db.execute("SELECT state, owner FROM deliveries WHERE key = ?", (key,)).fetchone()
+            if row is None:
+                raise KeyError(f"ledger: {key!r} was never claimed")
+            if row[0] != "claimed" or row[1] != owner:
+                raise LeaseLost(key, owner, row[1] if row[0] == "claimed" else None)
             seq = self._next_seq(db)
-            cur = db.execute(
+            db.execute(
                 "UPDATE deliveries SET state = 'done', done_at = ?, seq = ?, "
                 "detail = COALESCE(?, detail) WHERE key = ?",
                 (time.time(), seq, json.dumps(detail, sort_keys=True) if detail else None, key),
             )
-            if cur.rowcount != 1:
-                raise KeyError(f"ledger: {key!r} was never claimed")
 
     def skip(self, key: str, kind: str, owner: str, reason: str) -> bool:
         """Record `key` as deliberately not processed (e.g. lakeloop's own actions commits)."""
@@ -175,8 +198,27 @@ class Ledger:
         except BaseException:
             self.release(key, owner)
             raise
-        self.complete(key)
+        self.complete(key, owner)
         return True
+
+    @contextmanager
+    def lock(self, key: str, owner: str, *, timeout: float, poll: float = 0.2) -> Iterator[None]:
+        """Hold `key` exclusively (across threads and processes sharing this ledger) for the block.
+
+        Built on claims, so a holder that died frees the lock when its lease expires. The key is
+        released afterwards, never marked done: a lock is reused.
+        """
+        deadline = time.monotonic() + timeout
+        while not self.claim(key, "lock", owner):
+            if time.monotonic() > deadline:
+                holder = self.get(key)
+                raise LockTimeout(f"ledger lock {key!r}: still held by {holder.owner if holder else '?'} "
+                                  f"after {timeout:.0f}s")
+            time.sleep(poll)
+        try:
+            yield
+        finally:
+            self.release(key, owner)
 
     @staticmethod
     def _next_seq(db: sqlite3.Connection) -> int:

@@ -307,7 +307,7 @@ def test_ledger_lease_expiry_and_order(tmp_path: Path) -> None:
     lg = Ledger(tmp_path / "l.sqlite3", lease_seconds=0.0)
     assert lg.claim("k1", "lakefs", "a")
     assert lg.claim("k1", "lakefs", "b")  # a's lease expired (crashed owner): b takes over
-    lg.complete("k1")
+    lg.complete("k1", "b")
     assert not lg.claim("k1", "lakefs", "c")
     lg2 = Ledger(tmp_path / "l.sqlite3")
     assert lg2.run_once("k2", "lakefs", "x", lambda: None)
