@@ -27,9 +27,13 @@ def short_commit(commit: str, length: int = SHORT_COMMIT) -> str:
 
 
 def quarantine_path(source: str, commit: str) -> str:
-    """`quarantine/<source-stem>-<commit-short>.parquet` for object `source` seen in `commit`."""
-    stem = PurePosixPath(source).stem if source else "frame"
-    return f"{QUARANTINE_PREFIX}/{stem}-{short_commit(commit)}.parquet"
+    """`quarantine/<commit-short>/<source path>.parquet` for object `source` seen in `commit`.
+
+    The whole object path is kept (extension included), so `data/a/x.parquet` and `data/b/x.csv`
+    of one commit never land on the same quarantine object.
+    """
+    path = PurePosixPath(source.lstrip("/")) if source else PurePosixPath("frame")
+    return f"{QUARANTINE_PREFIX}/{short_commit(commit)}/{path}.parquet"
 
 
 def quarantine_branch(commit: str) -> str:

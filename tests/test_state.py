@@ -52,8 +52,8 @@ def test_lock_excludes_other_owners_and_frees_on_exit(tmp_path: Path) -> None:
 
 def test_lock_times_out_with_a_clear_error(tmp_path: Path) -> None:
     lg = Ledger(tmp_path / "l.sqlite3")
-    with lg.lock("k", "a", timeout=5), pytest.raises(LockTimeout, match="held by a"):
-        with lg.lock("k", "b", timeout=0.2, poll=0.05):
-            pass
+    with lg.lock("k", "a", timeout=5), pytest.raises(LockTimeout, match="held by a"), \
+            lg.lock("k", "b", timeout=0.2, poll=0.05):
+        pass
     e = LockTimeout("x")
     assert str(pickle.loads(pickle.dumps(e))) == "x"

@@ -256,7 +256,11 @@ def test_empty_frame_validates_to_empty_frames() -> None:
 
 def test_quarantine_names() -> None:
     commit = "a1b2c3d4e5f60718293a4b5c6d7e8f9012345678"
-    assert quarantine_path("data/batch-0003.parquet", commit) == "quarantine/batch-0003-a1b2c3d4e5f6.parquet"
+    want = "quarantine/a1b2c3d4e5f6/data/batch-0003.parquet.parquet"
+    assert quarantine_path("data/batch-0003.parquet", commit) == want
+    # issue 10: only the stem was kept, so two objects of one commit overwrote each other
+    assert quarantine_path("data/a/x.parquet", commit) != quarantine_path("data/b/x.csv", commit)
+    assert quarantine_path("data/a/x.parquet", commit) != quarantine_path("data/a/x.csv", commit)
     assert quarantine_branch(commit) == "quarantine-a1b2c3d4e5f6"
     assert re.fullmatch(r"\w[-\w]*", quarantine_branch(commit))  # a name lakeFS accepts
     with pytest.raises(ValueError):
