@@ -39,8 +39,8 @@ def batch_inference(repository: str, ref: str = "main", model_alias: str = "cham
     publish("predictions", f"## {preds.height} predictions by `{ctx.model_name}` v{version}\n\n"
             f"Data [`{data_commit[:12]}`]({ctx.commit_url(data_commit)}) → predictions "
             f"[`{commit[:12]}`]({ctx.commit_url(commit)}) at `{predictions_path(data_commit)}`.\n")
-    events.emit(events.INFERENCE_COMPLETED, events.dataset_resource(ctx.settings.lakefs.repository),
-                {"repository": ctx.settings.lakefs.repository, "ref": data_commit, "commit_id": commit,
-                 "model_name": ctx.model_name, "version": version, "rows": preds.height})
+    events.emit_durable(events.INFERENCE_COMPLETED, events.dataset_resource(ctx.settings.lakefs.repository),
+                        {"repository": ctx.settings.lakefs.repository, "ref": data_commit, "commit_id": commit,
+                         "model_name": ctx.model_name, "version": version, "rows": preds.height})
     return InferenceOutcome(data_commit=data_commit, predictions_commit=commit, model_version=version,
                             rows=preds.height)

@@ -49,8 +49,8 @@ def monitor(repository: str, ref: str = "main") -> MonitorReport:
             + "\n".join(f"- {r}" for r in report.reasons) + "\n\n"
             + (report.input_drift.to_markdown() if report.input_drift else ""))
     if report.drift_detected:
-        events.emit(events.DRIFT_DETECTED, events.dataset_resource(ctx.settings.lakefs.repository),
-                    {"repository": ctx.settings.lakefs.repository, "branch": ctx.settings.lakefs.default_branch,
-                     "commit_id": commit,
-                     "reasons": report.reasons, "source": "monitor"})
+        events.emit_durable(events.DRIFT_DETECTED, events.dataset_resource(ctx.settings.lakefs.repository),
+                            {"repository": ctx.settings.lakefs.repository,
+                             "branch": ctx.settings.lakefs.default_branch, "commit_id": commit,
+                             "reasons": report.reasons, "source": "monitor"})
     return report
