@@ -25,5 +25,7 @@ def rows_new_since(lake: Lake, spec: DatasetSpec, rows: pl.DataFrame, since: str
     """The rows whose ids were not in the lake at commit `since` (all rows when there is none)."""
     if since is None or not rows.height:
         return rows
-    known = pl.Series(sorted(dataset.known_ids(lake, spec, since)), dtype=pl.Utf8)
-    return rows.filter(~pl.col(spec.id_column).cast(pl.Utf8).is_in(known))
+    key = "_lakeloop_id"
+    known = pl.DataFrame({key: sorted(dataset.known_ids(lake, spec, since))}, schema={key: pl.Utf8})
+    return (rows.with_columns(pl.col(spec.id_column).cast(pl.Utf8).alias(key))
+            .join(known, on=key, how="anti").drop(key))
