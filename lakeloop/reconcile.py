@@ -160,9 +160,18 @@ def reconcile_once(lake: Lake, ledger: Ledger, emitter: Emitter, *, branches: Se
 def run_periodically(make_lake: Callable[[], Sequence[Lake]], ledger: Ledger, emitter: Emitter,
                      interval: float, stop: threading.Event,
                      on_report: Callable[[str, ReconcileReport], None] | None = None,
-                     owner: str = "reconcile", policy: BranchPolicy | None = None) -> None:
-    """Reconcile now, then every `interval` seconds until `stop` is set (errors are logged, not fatal)."""
+                     owner: str = "reconcile", policy: BranchPolicy | None = None,
+                     jobs: Sequence[Callable[[], object]] = ()) -> None:
+    """Reconcile now, then every `interval` seconds until `stop` is set (errors are logged, not fatal).
+
+    `jobs` run at the start of every pass, each on its own (one failing does not skip the others
+    or the reconcile): the bridge replays the flows' event outbox this way."""
     while not stop.is_set():
+        for job in jobs:
+            try:
+                job()
+            except Exception:
+                log.exception("periodic job %s failed", getattr(job, "__name__", job))
         try:
             for lake in make_lake():
                 rep = reconcile_once(lake, ledger, emitter, owner=owner, policy=policy)

@@ -206,3 +206,50 @@ def test_every_exception_survives_pickle(tmp_path: Path, closed_api: str) -> Non
     for exc in raised:
         back = pickle.loads(pickle.dumps(exc))
         assert type(back) is type(exc) and str(back) == str(exc)
+
+
+def test_every_reconcile_pass_runs_the_jobs_first() -> None:
+    """The bridge hands `replay_outbox` to `run_periodically` as a job; a failing job is logged, the
+    others and the reconcile still run, and the jobs run again on the next pass."""
+    from lakeloop.reconcile import run_periodically
+
+    stop = threading.Event()
+    calls: list[str] = []
+
+    def broken() -> None:
+        calls.append("broken")
+        raise events.EmitError("prefect down")
+
+    def replay() -> None:
+        calls.append("replay")
+
+    def lakes() -> list[Any]:
+        calls.append("reconcile")
+        if calls.count("reconcile") == 2:
+            stop.set()
+        return []
+
+    run_periodically(lakes, None, lambda e: None, 0.01, stop, jobs=[broken, replay])  # type: ignore[arg-type]
+    assert calls == ["broken", "replay", "reconcile"] * 2
+
+
+@pytest.mark.integration  # starts the bridge process
+def test_the_bridge_process_replays_the_outbox(tmp_path: Path, closed_api: str, stub: EventsStub) -> None:
+    """`python -m infra.bridge` replays the flows' outbox on every reconcile pass (lakeFS unreachable
+    here: the reconcile part fails and is logged, the replay still happens)."""
+    import time
+
+    from infra.bridge.service import start_bridge
+    from lakeloop.settings import LakeFSSettings
+
+    ev = emit(tmp_path / "state", closed_api, 1)  # a flow's emit failed: pending in the shared state dir
+    bridge = start_bridge(tmp_path, free_port(), api_url=stub.api_url, reconcile_interval=1,
+                          lakefs=LakeFSSettings(endpoint=f"http://127.0.0.1:{free_port()}"))
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not stub.received:
+            time.sleep(0.2)
+        assert stub.ids() == [str(ev.id)], bridge.log_tail()
+        assert EventOutbox.at(tmp_path / "state").pending() == []
+    finally:
+        bridge.stop(timeout=10)

@@ -1,4 +1,7 @@
-"""`python -m infra.bridge --host 127.0.0.1 --port 8765`: serve the bridge (and reconcile in the background)."""
+"""`python -m infra.bridge --host 127.0.0.1 --port 8765`: serve the bridge (and reconcile in the background).
+
+Every reconcile pass also replays the flows' event outbox (`lakeloop.event_outbox`, under the
+shared state directory), so an event whose flow died after a failed emit is still delivered."""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ import uvicorn
 from infra.bridge.app import create_app
 from infra.bridge.service import build_config
 from lakeloop.branches import BranchPolicy
+from lakeloop.event_outbox import replay_outbox
 from lakeloop.reconcile import run_periodically
 from lakeloop.settings import get_settings
 
@@ -38,10 +42,14 @@ def main(argv: list[str] | None = None) -> None:
         def lakes() -> list[Lake]:
             return [Lake(settings.lakefs.model_copy(update={"repository": r})) for r in repos]
 
+        def replay_event_outbox() -> None:
+            replay_outbox(settings.state_dir, settings.prefect.api_url)
+
         reconciler = threading.Thread(
             target=run_periodically,
             args=(lakes, config.ledger, config.emitter, args.reconcile_interval, stop),
-            kwargs={"owner": "reconcile", "policy": BranchPolicy.from_settings(settings)},
+            kwargs={"owner": "reconcile", "policy": BranchPolicy.from_settings(settings),
+                    "jobs": [replay_event_outbox]},
             name="reconcile", daemon=True,
         )
         reconciler.start()
