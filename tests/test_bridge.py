@@ -24,7 +24,7 @@ from lakeloop.events import (
     EmitError,
     commit_event_id,
 )
-from lakeloop.state import Ledger, commit_key
+from lakeloop.state import Ledger, annotation_key, commit_key
 
 SECRET = "s3cret-token"
 AUTH = {"X-Lakeloop-Token": SECRET}
@@ -251,6 +251,56 @@ def test_label_studio_announcement_is_retried_when_prefect_refuses(ledger: Ledge
         while not rec.events and time.monotonic() < deadline:
             time.sleep(0.05)
     assert len(rec.events) == 1 and rec.events[0].payload["answers"] == 1
+
+
+def test_answers_arriving_during_an_announcement_are_announced_later(ledger: Ledger) -> None:
+    """Issue 10: `announce` deleted `pending[...][:len(batch)]` after awaiting the emit, and `batch` was the
+    same list, so answers that arrived during the emit were deleted without ever being announced."""
+    import threading
+    import time
+
+    entered, release = threading.Event(), threading.Event()
+    events: list[Event] = []
+
+    def slow(event: Event) -> None:
+        entered.set()
+        release.wait(5)
+        events.append(event)
+
+    app = create_app(BridgeConfig(secret=SECRET, ledger=ledger, emitter=slow, labels_quiet_s=0.2))
+    with TestClient(app) as c:
+        for i in range(3):
+            c.post("/label-studio/events", json=ls_body(ann=i), headers=AUTH)
+        assert entered.wait(5), "the first announcement started"
+        for i in range(3, 5):  # while the emit is in flight
+            assert c.post("/label-studio/events", json=ls_body(ann=i), headers=AUTH).json()["status"] == "queued"
+        release.set()
+        deadline = time.monotonic() + 5
+        while sum(e.payload["answers"] for e in events) < 5 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert [e.payload["answers"] for e in events] == [3, 2]
+    assert all(ledger.is_settled(annotation_key(12, f"{i}@2026-07-23T10:00:00Z")) for i in range(5))
+
+
+def test_answer_keys_are_done_only_after_their_announcement(ledger: Ledger, rec: Recorder) -> None:
+    """Issue 10: keys were marked done when queued, so a bridge that died before announcing them left
+    answers marked processed that no labels.ready ever carried."""
+    import time
+
+    rec.fail = True
+    app = create_app(BridgeConfig(secret=SECRET, ledger=ledger, emitter=rec, labels_quiet_s=0.2))
+    key = annotation_key(12, "1@2026-07-23T10:00:00Z")
+    with TestClient(app) as c:
+        c.post("/label-studio/events", json=ls_body(ann=1), headers=AUTH)
+        time.sleep(0.5)  # at least one failed announcement
+        d = ledger.get(key)
+        assert d is not None and d.state == "claimed" and not ledger.is_settled(key)
+        assert c.post("/label-studio/events", json=ls_body(ann=1), headers=AUTH).json()["status"] == "duplicate"
+        rec.fail = False
+        deadline = time.monotonic() + 5
+        while not ledger.is_settled(key) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert ledger.is_settled(key) and len(rec.events) == 1
 
 
 def test_label_studio_other_actions_ignored_and_malformed_rejected(ledger: Ledger, rec: Recorder) -> None:

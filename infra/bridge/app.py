@@ -80,7 +80,8 @@ def commit_payload(ev: LakeFSHookEvent, delivered_by: str = "bridge") -> CommitP
 
 
 def create_app(config: BridgeConfig) -> Starlette:
-    pending: dict[int, list[LabelsPayload]] = {}  # project -> answers not yet announced
+    # project -> (ledger key, answer) not yet announced; each key is claimed, and completed once announced
+    pending: dict[int, list[tuple[str, LabelsPayload]]] = {}
     timers: dict[int, asyncio.TimerHandle] = {}
 
     def count(name: str) -> None:
@@ -190,12 +191,14 @@ def create_app(config: BridgeConfig) -> Starlette:
                                 task_id=ev.task.id if ev.task else None, action=ev.action)
         if config.labels_quiet_s <= 0:
             return await relay(key, "label-studio", build_event(LABELS_READY, labels_resource(project_id), payload))
-        fresh = await run_in_threadpool(config.ledger.run_once, key, "label-studio", config.owner, lambda: None,
+        # claimed, not done: the key is done only once a labels.ready announced it (a crash meanwhile
+        # leaves a claim that expires, so a redelivery is accepted again)
+        fresh = await run_in_threadpool(config.ledger.claim, key, "label-studio", config.owner,
                                         {"event": LABELS_READY})
         if not fresh:
             count("duplicate")
             return JSONResponse({"status": "duplicate", "key": key})
-        pending.setdefault(project_id, []).append(payload)
+        pending.setdefault(project_id, []).append((key, payload))
         _restart_timer(project_id)
         count("queued")
         return JSONResponse({"status": "queued", "key": key, "pending": len(pending[project_id])})
@@ -209,12 +212,15 @@ def create_app(config: BridgeConfig) -> Starlette:
 
     async def announce(project_id: int) -> None:
         """One event for the answers gathered; on failure keep them and try again after another quiet period.
-        (If the bridge dies meanwhile, ingest-labels' schedule still reads every answer from Label Studio.)"""
+        (If the bridge dies meanwhile, ingest-labels' schedule still reads every answer from Label Studio.)
+
+        The batch is taken out of `pending` before the emit is awaited, so answers arriving during the
+        emit wait for the next announcement instead of being deleted with this batch."""
         timers.pop(project_id, None)
-        batch = pending.get(project_id) or []
+        batch = pending.pop(project_id, [])
         if not batch:
             return
-        last = batch[-1]
+        last = batch[-1][1]
         payload = LabelsPayload(project_id=project_id, annotation_id=last.annotation_id, task_id=last.task_id,
                                 action=last.action, answers=len(batch))
         try:
@@ -222,10 +228,17 @@ def create_app(config: BridgeConfig) -> Starlette:
         except EmitError as e:
             count("emit_failed")
             log.warning("labels.ready for project %s not accepted (%s); retrying", project_id, e)
+            pending[project_id] = batch + pending.get(project_id, [])
             _restart_timer(project_id)
             return
-        del pending[project_id][: len(batch)]
+        await run_in_threadpool(_complete_all, [k for k, _ in batch])
         count("emitted")
+        if pending.get(project_id) and project_id not in timers:  # answers that arrived during the emit
+            _restart_timer(project_id)
+
+    def _complete_all(keys: list[str]) -> None:
+        for k in keys:
+            config.ledger.complete(k, config.owner)
 
     async def health(request: Request) -> JSONResponse:
         return JSONResponse({"ok": True, "counters": config.counters})
