@@ -25,6 +25,13 @@ def step(name: str, fn: Callable[P, R]) -> Task[P, R]:
     return task(name=name, cache_policy=NO_CACHE)(fn)
 
 
+def run_owner() -> str:
+    """Who holds a ledger claim or lock: this flow run (its id), or "local" outside a run."""
+    from prefect.runtime import flow_run
+
+    return str(flow_run.id or "local")
+
+
 @dataclass
 class FlowContext:
     settings: Settings

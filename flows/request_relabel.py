@@ -6,19 +6,22 @@ import numpy as np
 import polars as pl
 from prefect import flow, get_run_logger
 
-from flows.context import FlowContext, step
+from flows.context import FlowContext, run_owner, step
 from flows.outcomes import RelabelRequest
 from flows.reports import publish
+from lakeloop.state import Ledger
 from tasks import dataset
 from tasks.corrections import new_round_id
 from tasks.label_issues import LabelIssue, ReviewLedger, rank_label_issues, row_hashes, select_budget
-from tasks.labeling import LabelStudioAdapter
+from tasks.labeling import LabelStudioAdapter, SendResult
+from tasks.relabel_round import top_up
 from tasks.review_committee import committee_from_oof
 from tasks.tracking import load_oof
 from tasks.train import class_names
 
 load_training_set = step("load-training-set", dataset.training_set)
 rank = step("rank-label-issues", rank_label_issues)
+RELABEL_LOCK_TIMEOUT_S = 900.0  # a round reads, ranks and sends a budget; longer means a stuck peer
 
 
 @flow(name="request-relabel", log_prints=True, persist_result=True)
@@ -40,24 +43,33 @@ def request_relabel(repository: str, commit_id: str, run_id: str, budget: int | 
     project = ls.ensure_project(ctx.spec, ctx.settings.labeling.project_title)
     ls.register_webhook(project, f"{ctx.settings.bridge.url}/label-studio/events",
                         {"X-Lakeloop-Token": ctx.settings.bridge.secret})
-    # every registered model asks for a round: top the team's queue up, never pile rounds on it
-    open_before = ls.open_tasks(project)
-    budget = min(budget, max(0, (ctx.settings.labeling.max_open_tasks or budget) - open_before))
-
     hashes = row_hashes(data, ctx.spec)
     ledger = ReviewLedger.at(ctx.settings.state_dir)
-    chosen = select_budget(issues, budget, ledger=ledger, row_hashes=hashes)
-    rows, predictions = _rows_for(chosen, data, oof, proba_cols, ctx.spec.id_column)
-
     round_id = new_round_id()
-    sent = ls.send_tasks(project, rows, ctx.spec, predictions, model_version=run_id, round_id=round_id)
-    ledger.mark({i.id: hashes[i.id] for i in chosen if i.id in hashes}, round_id)
+    chosen: list[LabelIssue] = []
+    sent: list[SendResult] = []
+
+    def send(room: int) -> int:
+        chosen.extend(select_budget(issues, room, ledger=ledger, row_hashes=hashes))
+        rows, predictions = _rows_for(chosen, data, oof, proba_cols, ctx.spec.id_column)
+        sent.append(ls.send_tasks(project, rows, ctx.spec, predictions, model_version=run_id, round_id=round_id))
+        ledger.mark({i.id: hashes[i.id] for i in chosen if i.id in hashes}, round_id)
+        return len(chosen)
+
+    # every registered model asks for a round: top the team's queue up, one round at a time, never pile
+    # rounds on it
+    lock = Ledger.at(ctx.settings.state_dir).lock(f"relabel:{ctx.settings.lakefs.repository}:{project}",
+                                                  run_owner(), timeout=RELABEL_LOCK_TIMEOUT_S)
+    open_before, _ = top_up(ls, project, budget, ctx.settings.labeling.max_open_tasks, send, lock)
+    (sent_round,) = sent
     log.info("round %s: %d candidates, %d open tasks before, %d sent to project %d (%d queued while "
-             "Label Studio is away)", round_id, len(issues), open_before, len(sent.created), project, sent.queued)
+             "Label Studio is away)", round_id, len(issues), open_before, len(sent_round.created), project,
+             sent_round.queued)
 
     publish("label-review", _markdown(ctx, project, chosen, round_id, open_before))
     return RelabelRequest(round_id=round_id, project_id=project, candidates=len(issues), selected=len(chosen),
-                          created=len(sent.created), existing=len(sent.existing), queued=sent.queued,
+                          created=len(sent_round.created), existing=len(sent_round.existing),
+                          queued=sent_round.queued,
                           open_before=open_before)
 
 

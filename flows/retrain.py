@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import polars as pl
 from prefect import flow, get_run_logger
 
-from flows.context import FlowContext, step
+from flows.context import FlowContext, run_owner, step
 from flows.reports import publish
 from lakeloop import events
 from lakeloop.state import Ledger
@@ -65,19 +65,13 @@ def retrain(repository: str, branch: str, commit_id: str, reason: str = "manual"
     models: list[ModelRef] = []
     if not trained:
         Ledger.at(ctx.settings.state_dir, lease_seconds=RETRAIN_LEASE_S).run_once(
-            key, "retrain", _owner(), lambda: models.append(_train(ctx, branch, commit_id, reason)),
+            key, "retrain", run_owner(), lambda: models.append(_train(ctx, branch, commit_id, reason)),
             {"reason": reason})
     if not models:
         log.info("commit %s is already trained or training (%s): nothing to do", commit_id[:12],
                  f"{ctx.model_name} v{', v'.join(trained)}" if trained else "claimed by another run")
         return None
     return models[0]
-
-
-def _owner() -> str:
-    from prefect.runtime import flow_run
-
-    return str(flow_run.id or "local")
 
 
 @dataclass
@@ -119,7 +113,7 @@ def fit_and_register(ctx: FlowContext, branch: str, commit_id: str, reason: str,
 def promotion_lock(ctx: FlowContext) -> Callable[[], AbstractContextManager[None]]:
     """One promotion of this model at a time, across every worker sharing the stack's state."""
     key = f"promote:{ctx.settings.lakefs.repository}:{ctx.model_name}"
-    return lambda: Ledger.at(ctx.settings.state_dir).lock(key, _owner(), timeout=PROMOTION_LOCK_TIMEOUT_S)
+    return lambda: Ledger.at(ctx.settings.state_dir).lock(key, run_owner(), timeout=PROMOTION_LOCK_TIMEOUT_S)
 
 
 def judge_and_promote(ctx: FlowContext, version: str, holdout: pl.DataFrame, commit_id: str) -> tuple[
