@@ -26,6 +26,7 @@ def rows_new_since(lake: Lake, spec: DatasetSpec, rows: pl.DataFrame, since: str
     if since is None or not rows.height:
         return rows
     key = "_lakeloop_id"
-    known = pl.DataFrame({key: sorted(dataset.known_ids(lake, spec, since))}, schema={key: pl.Utf8})
+    # invalid rows (quarantined, never trained on) may have a null id
+    known = pl.DataFrame({key: list(dataset.known_ids(lake, spec, since))}, schema={key: pl.Utf8}).drop_nulls()
     return (rows.with_columns(pl.col(spec.id_column).cast(pl.Utf8).alias(key))
             .join(known, on=key, how="anti").drop(key))
