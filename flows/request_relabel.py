@@ -57,9 +57,10 @@ def request_relabel(repository: str, commit_id: str, run_id: str, budget: int | 
         return len(chosen)
 
     # every registered model asks for a round: top the team's queue up, one round at a time, never pile
-    # rounds on it
-    lock = Ledger.at(ctx.settings.state_dir).lock(f"relabel:{ctx.settings.lakefs.repository}:{project}",
-                                                  run_owner(), timeout=RELABEL_LOCK_TIMEOUT_S)
+    # rounds on it. The lock's lease outlives the wait, so a slow round is never taken over mid-send.
+    rounds = Ledger.at(ctx.settings.state_dir, lease_seconds=RELABEL_LOCK_TIMEOUT_S)
+    lock = rounds.lock(f"relabel:{ctx.settings.lakefs.repository}:{project}", run_owner(),
+                       timeout=RELABEL_LOCK_TIMEOUT_S)
     open_before, _ = top_up(ls, project, budget, ctx.settings.labeling.max_open_tasks, send, lock)
     (sent_round,) = sent
     log.info("round %s: %d candidates, %d open tasks before, %d sent to project %d (%d queued while "

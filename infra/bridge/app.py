@@ -42,7 +42,7 @@ from lakeloop.events import (
     is_internal_commit,
     labels_resource,
 )
-from lakeloop.state import Ledger, annotation_key, commit_key
+from lakeloop.state import LeaseLost, Ledger, annotation_key, commit_key
 
 log = logging.getLogger("lakeloop.bridge")
 
@@ -195,7 +195,7 @@ def create_app(config: BridgeConfig) -> Starlette:
         # leaves a claim that expires, so a redelivery is accepted again)
         fresh = await run_in_threadpool(config.ledger.claim, key, "label-studio", config.owner,
                                         {"event": LABELS_READY})
-        if not fresh:
+        if not fresh or any(k == key for k, _ in pending.get(project_id, [])):  # (a claim that outlived its lease)
             count("duplicate")
             return JSONResponse({"status": "duplicate", "key": key})
         pending.setdefault(project_id, []).append((key, payload))
@@ -238,7 +238,10 @@ def create_app(config: BridgeConfig) -> Starlette:
 
     def _complete_all(keys: list[str]) -> None:
         for k in keys:
-            config.ledger.complete(k, config.owner)
+            try:
+                config.ledger.complete(k, config.owner)
+            except LeaseLost:  # announced anyway; whoever holds the claim now completes it
+                log.warning("answer %s was announced after its claim expired", k)
 
     async def health(request: Request) -> JSONResponse:
         return JSONResponse({"ok": True, "counters": config.counters})
