@@ -13,9 +13,14 @@ published more than `grace_s` ago:
 
 * a run in a final state (completed, failed, cancelled): confirmed, nothing more to do;
 * a run scheduled, pending or running: wait (it is Prefect's, and the worker's, to run);
-* no run at all: re-deliver the event. The first time with its own id (if Prefect did see it,
-  the seen-id cache skips it; a restarted server has forgotten it and runs it), then with a
-  derived id, in case the trigger saw the event but the action creating the run failed;
+* no run at all, once Prefect has moved past it: re-deliver the event. The first time with its
+  own id (if Prefect did see it, the seen-id cache skips it; a restarted server has forgotten it
+  and runs it), then with a derived id, in case the trigger saw the event but the action creating
+  the run failed. "Moved past": a commit event published more than `PROGRESS_SLACK_S` after this
+  one (or after its last re-delivery) already has its run; Prefect's trigger service reads its
+  bus in order, so until then a missing run may only be a backlog (a loaded SQLite server lags
+  by minutes) and a second copy under a new id would become a second run. With no such later
+  event (the end of a burst, or triggers that stopped), it acts after `stall_s` regardless;
 * only crashed runs (the infrastructure died, e.g. the flow process lost the API during the
   restart): reschedule the latest one, as "Retry" in Prefect's UI does, so the commit still
   has one run.
@@ -50,6 +55,8 @@ DEFAULT_DEPLOYMENT = "on-commit/on-commit"
 DEFAULT_GRACE_S = 60.0
 DEFAULT_WINDOW_S = 6 * 3600.0
 DEFAULT_MAX_ATTEMPTS = 3
+DEFAULT_STALL_S = 600.0
+PROGRESS_SLACK_S = 2.0
 FINAL_STATES = frozenset({"COMPLETED", "FAILED", "CANCELLED"})
 CRASHED = "CRASHED"
 
@@ -124,6 +131,12 @@ class SentCommitEvents(SqliteTable):
                 (now - window_s, now - grace_s)).fetchall()
         return [SentEvent(str(i), str(r), str(cid), json.loads(b), float(s), int(rd), int(rs),
                           None if la is None else float(la)) for i, r, cid, b, s, rd, rs, la in rows]
+
+    def sent_after(self, t: float) -> list[tuple[str, float]]:
+        """(commit id, sent at) of every commit event published after `t`, confirmed or not."""
+        with self._conn() as c:
+            rows = c.execute("SELECT commit_id, sent_at FROM sent WHERE sent_at > ?", (t,)).fetchall()
+        return [(str(cid), float(at)) for cid, at in rows]
 
     def confirm(self, event_ids: Iterable[str], now: float) -> None:
         with self._conn() as c:
@@ -229,14 +242,17 @@ class ConfirmReport:
 
 def confirm_once(store: SentCommitEvents, runs: RunsView, emitter: Emitter, *, grace_s: float = DEFAULT_GRACE_S,
                  window_s: float = DEFAULT_WINDOW_S, max_attempts: int = DEFAULT_MAX_ATTEMPTS,
-                 now: float | None = None) -> ConfirmReport:
+                 stall_s: float = DEFAULT_STALL_S, now: float | None = None) -> ConfirmReport:
     """One pass: confirm, wait for, re-deliver or reschedule each due commit event (see the module doc)."""
     now = time.time() if now is None else now
     report = ConfirmReport()
     due = store.due(now, grace_s, window_s)
     if not due:
         return report
-    by_commit = runs.runs_by_commit(min(e.sent_at for e in due))
+    since = min(e.sent_at for e in due)
+    by_commit = runs.runs_by_commit(since)
+    # how far Prefect's triggers got: the latest-published commit event that has its run
+    progress = max((at for cid, at in store.sent_after(since) if by_commit.get(cid)), default=0.0)
     for e in due:
         found = by_commit.get(e.commit_id, [])
         states = {str(r.get("state_type")) for r in found}
@@ -253,6 +269,10 @@ def confirm_once(store: SentCommitEvents, runs: RunsView, emitter: Emitter, *, g
             report.abandoned.append(e.commit_id)
             log.error("lakefs://%s commit %s: %s after %d attempt(s); giving up", e.repository, e.commit_id,
                       why, e.attempts)
+            continue
+        last_send = e.last_action_at if e.redeliveries and e.last_action_at else e.sent_at
+        if not found and progress <= last_send + PROGRESS_SLACK_S and now - last_send < stall_s:
+            report.waiting.append(e.commit_id)  # Prefect may only be behind: nothing later has run either
             continue
         try:
             if found:

@@ -91,11 +91,42 @@ def test_a_scheduled_run_is_waited_for(store: SentCommitEvents) -> None:
     assert confirm_once(store, runs, sent.append, grace_s=GRACE, now=T0 + 3 * GRACE).confirmed == ["c1"]
 
 
+def test_a_missing_run_is_waited_for_while_prefect_is_only_behind(store: SentCommitEvents) -> None:
+    """No later commit event has its run yet: Prefect's triggers may just lag (a busy SQLite server),
+    and a second copy under a new id would become a second run. Act once they moved past it, or
+    after `stall_s` when nothing comes after (the end of a burst)."""
+    runs, sent = FakeRuns(), []
+    store.record(commit_ev("c1"), sent_at=T0)
+    store.record(commit_ev("c2"), sent_at=T0 + 1)  # within the slack: not "later"
+    runs.add("c2", "COMPLETED")
+    rep = confirm_once(store, runs, sent.append, grace_s=GRACE, stall_s=600, now=T0 + GRACE + 5)
+    assert rep.waiting == ["c1"] and sent == []
+    store.record(commit_ev("c3"), sent_at=T0 + 30)
+    runs.add("c3", "SCHEDULED")  # a later event has its run: triggers are past c1
+    rep = confirm_once(store, runs, sent.append, grace_s=GRACE, stall_s=600, now=T0 + GRACE + 6)
+    assert rep.redelivered == ["c1"] and [e.payload["commit_id"] for e in sent] == ["c1"]
+
+
+def test_with_nothing_later_a_missing_run_is_acted_on_after_stall(store: SentCommitEvents) -> None:
+    runs, sent = FakeRuns(), []
+    store.record(commit_ev("last"), sent_at=T0)
+    assert confirm_once(store, runs, sent.append, grace_s=GRACE, stall_s=600, now=T0 + 599).waiting == ["last"]
+    assert confirm_once(store, runs, sent.append, grace_s=GRACE, stall_s=600, now=T0 + 601).redelivered == ["last"]
+
+
+def later(store: SentCommitEvents, runs: FakeRuns, at: float) -> None:
+    """A commit event published at `at` whose run exists: Prefect's triggers got past `at`."""
+    cid = f"later-{at}"
+    store.record(commit_ev(cid), sent_at=at)
+    runs.add(cid, "COMPLETED")
+
+
 def test_a_lost_event_is_redelivered_same_id_first_then_a_derived_one_then_given_up(
         store: SentCommitEvents) -> None:
     runs, sent = FakeRuns(), []
     ev = commit_ev("lost")
     store.record(ev, sent_at=T0)
+    later(store, runs, T0 + 10)
     t = T0 + GRACE + 1
     assert confirm_once(store, runs, sent.append, grace_s=GRACE, max_attempts=3, now=t).redelivered == ["lost"]
     assert [e.id for e in sent] == [ev.id]  # a restarted Prefect forgot the id: the same one runs it
@@ -103,10 +134,16 @@ def test_a_lost_event_is_redelivered_same_id_first_then_a_derived_one_then_given
 
     # next pass within the grace of the re-delivery: nothing
     assert confirm_once(store, runs, sent.append, grace_s=GRACE, max_attempts=3, now=t + 1).redelivered == []
-    # still no run: the trigger may have seen that id and dropped the action, so a new id
+    # past the grace, but nothing published after the re-delivery has run yet: wait
+    assert confirm_once(store, runs, sent.append, grace_s=GRACE, max_attempts=3,
+                        now=t + GRACE + 1).waiting == ["lost"]
+    # later events ran, this one still has no run: the trigger may have seen that id and dropped the
+    # action, so a new id
+    later(store, runs, t + 10)
     t += GRACE + 1
     assert confirm_once(store, runs, sent.append, grace_s=GRACE, max_attempts=3, now=t).redelivered == ["lost"]
     assert len(sent) == 2 and sent[1].id != ev.id and sent[1].id == uuid.uuid5(ev.id, "redelivery-1")
+    later(store, runs, t + 10)
     t += GRACE + 1
     confirm_once(store, runs, sent.append, grace_s=GRACE, max_attempts=3, now=t)
     t += GRACE + 1
@@ -119,9 +156,10 @@ def test_a_lost_event_is_redelivered_same_id_first_then_a_derived_one_then_given
 def test_a_redelivered_event_whose_run_appears_is_confirmed(store: SentCommitEvents) -> None:
     runs, sent = FakeRuns(), []
     store.record(commit_ev("c1"), sent_at=T0)
-    confirm_once(store, runs, sent.append, grace_s=GRACE, now=T0 + GRACE + 1)
+    later(store, runs, T0 + 10)
+    assert confirm_once(store, runs, sent.append, grace_s=GRACE, now=T0 + GRACE + 1).redelivered == ["c1"]
     runs.add("c1", "COMPLETED")
-    assert confirm_once(store, runs, sent.append, grace_s=GRACE, now=T0 + 3 * GRACE).confirmed == ["c1"]
+    assert "c1" in confirm_once(store, runs, sent.append, grace_s=GRACE, now=T0 + 3 * GRACE).confirmed
     assert len(sent) == 1
 
 
@@ -137,6 +175,7 @@ def test_a_crashed_run_is_rescheduled_not_duplicated(store: SentCommitEvents) ->
 def test_prefect_unreachable_changes_nothing(store: SentCommitEvents) -> None:
     runs, sent = FakeRuns(), []
     store.record(commit_ev("c1"), sent_at=T0)
+    later(store, runs, T0 + 10)
     runs.down = True
     with pytest.raises(events.EmitError):
         confirm_once(store, runs, sent.append, grace_s=GRACE, now=T0 + GRACE + 1)
@@ -148,6 +187,7 @@ def test_a_failed_redelivery_is_retried_next_pass(store: SentCommitEvents) -> No
     runs = FakeRuns()
     store.record(commit_ev("c1"), sent_at=T0)
     store.record(commit_ev("c2"), sent_at=T0 + 1)
+    later(store, runs, T0 + 10)
 
     def down(ev: Event) -> None:
         raise events.EmitError("prefect down")

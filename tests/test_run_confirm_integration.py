@@ -36,7 +36,7 @@ def test_lost_commit_event_is_redelivered_and_a_crashed_run_rescheduled(prefect_
 
     prefect_server.pause_pool(True)  # runs stay Scheduled: only which runs exist matters here
     try:
-        rep = confirm_once(store, runs, publish, grace_s=60)
+        rep = confirm_once(store, runs, publish, grace_s=60, stall_s=60)  # nothing was published after it
         assert rep.redelivered == [commit_id]
         [run] = prefect_server.wait_for_runs(ON_COMMIT, mine, count=1, timeout=60)
         assert confirm_once(store, runs, publish, grace_s=0).waiting == [commit_id]
