@@ -253,3 +253,12 @@ def test_the_bridge_process_replays_the_outbox(tmp_path: Path, closed_api: str, 
         assert EventOutbox.at(tmp_path / "state").pending() == []
     finally:
         bridge.stop(timeout=10)
+
+
+def test_prune_forgets_only_old_sent_events(tmp_path: Path, closed_api: str, stub: EventsStub) -> None:
+    outbox = EventOutbox.at(tmp_path)
+    sent = emit(tmp_path, stub.api_url, 1)
+    kept = emit(tmp_path, closed_api, 2)
+    assert outbox.prune(older_than_s=3600) == 0
+    assert outbox.prune(older_than_s=-1) == 1  # "a week ago" moved to the future: the sent one goes
+    assert outbox.get(sent.id) is None and [e.id for e in outbox.pending()] == [str(kept.id)]

@@ -18,7 +18,7 @@ import uvicorn
 from infra.bridge.app import create_app
 from infra.bridge.service import build_config
 from lakeloop.branches import BranchPolicy
-from lakeloop.event_outbox import replay_outbox
+from lakeloop.event_outbox import EventOutbox, replay_outbox
 from lakeloop.reconcile import run_periodically
 from lakeloop.run_confirm import DEFAULT_GRACE_S, PrefectRuns, SentCommitEvents, confirm_once, recording
 from lakeloop.settings import get_settings
@@ -55,6 +55,8 @@ def main(argv: list[str] | None = None) -> None:
 
         def replay_event_outbox() -> None:
             replay_outbox(settings.state_dir, settings.prefect.api_url)
+            EventOutbox.at(settings.state_dir).prune()  # sent more than a week ago
+            sent_commits.prune()
 
         runs = PrefectRuns(settings.prefect.api_url)
 
