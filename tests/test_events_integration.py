@@ -49,7 +49,8 @@ class Stack:
 
     def start_bridge(self) -> None:
         self.bridge = start_bridge(self.home, self.port, api_url=self.prefect.api_url, secret=SECRET,
-                                   lakefs=self.settings, repositories=[self.repo], reconcile_interval=3600)
+                                   lakefs=self.settings, repositories=[self.repo], reconcile_interval=3600,
+                                   experiments=["ingest-*"])  # side branches are relayed only when configured
 
     def stop_bridge(self) -> None:
         if self.bridge is not None:

@@ -49,6 +49,7 @@ def start_bridge(
     reconcile_interval: float = 180.0,
     spec_path: Path | None = None,
     timeout: float = 60.0,
+    experiments: Sequence[str] | None = None,
 ) -> Service:
     """`python -m infra.bridge` on loopback; state (ledger) under `home/state`."""
     env = {"LAKELOOP_HOME": str(home)}
@@ -59,6 +60,8 @@ def start_bridge(
         env["LAKELOOP_BRIDGE_SECRET"] = secret
     if spec_path:
         env["LAKELOOP_SPEC_PATH"] = str(spec_path)
+    if experiments is not None:  # glob patterns of experiment branches (else the environment's setting)
+        env["LAKELOOP_BRANCHES_EXPERIMENTS"] = ",".join(experiments)
     if lakefs is not None:
         env.update({
             "LAKEFS_ENDPOINT": lakefs.endpoint, "LAKEFS_ACCESS_KEY_ID": lakefs.access_key_id,
