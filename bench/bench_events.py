@@ -104,7 +104,8 @@ def main() -> dict[str, Any]:
         lake.ensure_repository()
         bport = free_port()
         bridge = start_bridge(home, bport, api_url=api, secret=SECRET, lakefs=settings,
-                              repositories=[repo], reconcile_interval=3600)
+                              repositories=[repo], reconcile_interval=3600,
+                              experiments=["bench"])  # the bench commits on a side branch: relay it
         services.append(bridge)
         lake.install_actions("main", ACTIONS_FILE, render_actions_yaml(bridge.url, token_env=TOKEN_ENV))
         lake.ensure_branch("bench")
