@@ -10,12 +10,19 @@ HERE = Path(__file__).resolve().parent
 
 
 def record(key: str, figures: dict[str, Any]) -> Path:
-    """Write `bench/out/<key>.json` and merge `{key: figures}` into `bench/results.json`."""
+    """Write `bench/out/<key>.json` and merge `{key: figures}` into `bench/results.json`.
+
+    A dotted key nests, as the issues name figures: `events.burst_with_restart` is
+    `{"events": {"burst_with_restart": ...}}`, beside what `events` already holds."""
     out = HERE / "out"
     out.mkdir(exist_ok=True)
     (out / f"{key}.json").write_text(json.dumps(figures, indent=2, default=float))
     results = HERE / "results.json"
     data = json.loads(results.read_text()) if results.exists() else {}
-    data[key] = figures
+    node = data
+    *parents, leaf = key.split(".")
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[leaf] = figures
     results.write_text(json.dumps(data, indent=2, sort_keys=True, default=float))
     return results
