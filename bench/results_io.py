@@ -13,7 +13,8 @@ def record(key: str, figures: dict[str, Any]) -> Path:
     """Write `bench/out/<key>.json` and merge `{key: figures}` into `bench/results.json`.
 
     A dotted key nests, as the issues name figures: `events.burst_with_restart` is
-    `{"events": {"burst_with_restart": ...}}`, beside what `events` already holds."""
+    `{"events": {"burst_with_restart": ...}}`, beside what `events` already holds; recording
+    `events` again keeps it."""
     out = HERE / "out"
     out.mkdir(exist_ok=True)
     (out / f"{key}.json").write_text(json.dumps(figures, indent=2, default=float))
@@ -23,6 +24,8 @@ def record(key: str, figures: dict[str, Any]) -> Path:
     *parents, leaf = key.split(".")
     for part in parents:
         node = node.setdefault(part, {})
-    node[leaf] = figures
+    old = node.get(leaf)
+    # a bench owns its own keys; figures nested below it by another bench (events.burst_with_restart) stay
+    node[leaf] = {**old, **figures} if isinstance(old, dict) else figures
     results.write_text(json.dumps(data, indent=2, sort_keys=True, default=float))
     return results
