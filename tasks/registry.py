@@ -22,6 +22,10 @@ EXPERIMENT_TAG = "lakeloop.experiment"  # "true": trained on an experiment branc
 PROMOTED_TAG = "lakeloop.promoted_at"
 
 
+# what MLflow answers for "no such model / alias": absent, not an error
+MISSING = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND")
+
+
 class RegistryError(RuntimeError):
     """An alias move that cannot be made; the message names the model and alias."""
 
@@ -48,7 +52,7 @@ def alias_version(name: str, alias: str, client: MlflowClient | None = None) -> 
     try:
         return str(_client(client).get_model_version_by_alias(name, alias).version)
     except MlflowException as e:
-        if e.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
+        if e.error_code in MISSING:
             return None
         raise
 

@@ -32,6 +32,7 @@ from lakeloop.spec import DatasetSpec
 from tasks.drift import DriftReport
 from tasks.ensemble import io_schemas
 from tasks.profiling import from_bytes, summarize
+from tasks.registry import MISSING
 from tasks.train import TrainResult
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -360,7 +361,7 @@ def reference_version(name: str, settings: MLflowSettings | None = None) -> Any 
     try:
         return c.get_model_version_by_alias(name, CHAMPION)
     except MlflowException as e:
-        if e.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
+        if e.error_code in MISSING:
             return None
         raise TrackingError(f"model {name}: cannot read the champion alias: {e}") from e
 
