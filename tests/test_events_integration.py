@@ -148,6 +148,7 @@ def test_bad_merge_into_main_is_blocked_and_good_merge_is_relayed(stack: Stack, 
 
 
 def test_commits_during_bridge_outage_are_reconciled_exactly_once(stack: Stack, runs_not_executed: None) -> None:
+    earlier = {commit_key(stack.repo, c.id) for b in stack.lake.branches() for c in stack.lake.log(b)}
     stack.stop_bridge()
     stack.lake.ensure_branch("ingest-b")
     missed = [stack.commit_rows("ingest-b", 10, seed=100 + i, message=f"offline {i}") for i in range(5)]
@@ -157,8 +158,11 @@ def test_commits_during_bridge_outage_are_reconciled_exactly_once(stack: Stack, 
     keys = [commit_key(stack.repo, c) for c in missed]
     wait_settled(stack.ledger(), keys, timeout=90)
     new = [d for d in stack.ledger().done() if d.key not in before]
-    assert [d.key for d in new] == keys  # exactly those five, oldest first
-    assert {d.owner for d in new} == {"reconcile"}
+    assert [d.key for d in new if d.key in keys] == keys  # each of the five once, oldest first
+    # lakeFS runs post-commit hooks in the background, so an earlier test's last hook may still have been
+    # in flight when the bridge stopped: the reconciler owes that commit too, and nothing else
+    assert {d.key for d in new} - set(keys) <= earlier
+    assert {d.owner for d in new if d.key in keys} == {"reconcile"}
     runs = stack.prefect.wait_for_runs(ON_COMMIT, lambda r: r["parameters"].get("commit_id") in missed,
                                        count=5, timeout=120)
     time.sleep(3.0)  # give a (wrong) duplicate time to show up
