@@ -35,7 +35,8 @@ import httpx
 import yaml
 
 from bench.results_io import record
-from lakeloop.procs import Service, free_port
+from infra.local.prefect import STUB_FLOWS
+from infra.procs import Service, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "bench-bridge-secret"
@@ -64,7 +65,7 @@ def _prefect_file(dest: Path) -> Path:
         if d["name"] == "on-commit":
             d["entrypoint"] = "bench/flows_burst.py:on_commit"
         else:
-            d["entrypoint"] = f"tests/flows_for_tests.py:{fn}"
+            d["entrypoint"] = f"{STUB_FLOWS}:{fn}"
             d["work_pool"] = {**d["work_pool"], "work_queue_name": HELD_QUEUE}
     dest.write_text(yaml.safe_dump(data, sort_keys=False))
     return dest
@@ -122,19 +123,18 @@ class Api:
 
 def main() -> dict[str, Any]:
     from bench.flows_burst import MODEL_ENV
-    from infra.bridge.actions import ACTIONS_FILE, render_actions_yaml
+    from infra.bridge.lakefs_actions import ACTIONS_FILE, render_actions_yaml
+    from infra.bridge.run_confirm import FINAL_STATES as FINAL
+    from infra.bridge.run_confirm import SentCommitEvents
     from infra.bridge.service import start_bridge
+    from infra.deploy import deploy_all
+    from infra.local.lakefs import start_lakefs
+    from infra.local.prefect import QUIET_SERVICES, ensure_work_pool, start_prefect_server, start_worker
     from lakeloop import events
-    from lakeloop.deploy import deploy_all
+    from lakeloop.adapters.lakefs import Lake
     from lakeloop.event_outbox import EventOutbox
-    from lakeloop.run_confirm import FINAL_STATES as FINAL
-    from lakeloop.run_confirm import SentCommitEvents
-    from lakeloop.services.lakefs import start_lakefs
-    from lakeloop.services.prefect import ensure_work_pool, start_prefect_server, start_worker
     from lakeloop.settings import LakeFSSettings
     from lakeloop.state import Ledger, commit_key
-    from tasks.lake import Lake
-    from tests.fixtures.prefect import QUIET_SERVICES
 
     load_before = os.getloadavg()
     home = Path(tempfile.mkdtemp(prefix="lakeloop-bench-burst-"))

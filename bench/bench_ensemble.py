@@ -32,11 +32,11 @@ import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
 
 from bench.results_io import record  # noqa: E402
+from infra.demo.synth import synth_batch  # noqa: E402
 from lakeloop.spec import DatasetSpec  # noqa: E402
-from tasks.candidates import Lineage, _subspec, build_candidates  # noqa: E402
-from tasks.ensemble import EnsemblePlan, auc_weights, model_input, save_ensemble, select_members  # noqa: E402
-from tasks.features import model_frame, numeric_matrix  # noqa: E402
-from tasks.synth import synth_batch  # noqa: E402
+from tasks.model.candidates import Lineage, _subspec, build_candidates  # noqa: E402
+from tasks.model.ensemble import EnsemblePlan, auc_weights, model_input, save_ensemble, select_members  # noqa: E402
+from tasks.model.features import model_frame, numeric_matrix  # noqa: E402
 
 SPEC_PATH = Path(__file__).resolve().parents[1] / "examples" / "churn" / "spec.yaml"
 

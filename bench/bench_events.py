@@ -31,7 +31,7 @@ from typing import Any
 import httpx
 
 from bench.results_io import record
-from lakeloop.procs import free_port
+from infra.procs import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "bench-bridge-secret"
@@ -72,16 +72,16 @@ def main() -> dict[str, Any]:
     from prefect.events import emit_event
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from infra.bridge.actions import ACTIONS_FILE, render_actions_yaml
+    from infra.bridge.lakefs_actions import ACTIONS_FILE, render_actions_yaml
     from infra.bridge.service import start_bridge
-    from lakeloop.deploy import deploy_all
-    from lakeloop.events import branch_resource, flush
-    from lakeloop.services.lakefs import start_lakefs
-    from lakeloop.services.prefect import ensure_work_pool, start_prefect_server
+    from infra.deploy import deploy_all
+    from infra.local.lakefs import start_lakefs
+    from infra.local.prefect import ensure_work_pool, start_prefect_server, stub_prefect_file
+    from lakeloop.adapters.lakefs import Lake
+    from lakeloop.adapters.prefect_events import flush
+    from lakeloop.events import branch_resource
     from lakeloop.settings import LakeFSSettings
     from lakeloop.state import Ledger, commit_key
-    from tasks.lake import Lake
-    from tests.fixtures.prefect import make_test_prefect_file
 
     home = Path(tempfile.mkdtemp(prefix="lakeloop-bench-events-"))
     os.environ[TOKEN_ENV] = SECRET  # lakeFS substitutes it into the hook's header
@@ -94,7 +94,7 @@ def main() -> dict[str, Any]:
         services.append(prefect)
         api = prefect.url
         ensure_work_pool(api, "bench")
-        deploy_all(api, "bench", ROOT, make_test_prefect_file(home / "prefect.bench.yaml"), home=home)
+        deploy_all(api, "bench", ROOT, stub_prefect_file(home / "prefect.bench.yaml"), home=home)
         dep = httpx.get(f"{api}/deployments/name/on-commit/on-commit", timeout=30).json()["id"]
 
         repo = f"bench-{uuid.uuid4().hex[:6]}"

@@ -24,13 +24,13 @@ from cleanlab.filter import find_label_issues
 from sklearn.metrics import roc_auc_score
 
 from bench.results_io import record
+from infra.demo.synth import synth_batch
 from lakeloop.settings import TrainSettings
 from lakeloop.spec import DatasetSpec
-from tasks.features import model_frame
-from tasks.label_issues import rank_label_issues
-from tasks.review_committee import score_committee
-from tasks.synth import synth_batch
-from tasks.train import train_xgb
+from tasks.labels.label_issues import rank_label_issues
+from tasks.labels.review_committee import score_committee
+from tasks.model.features import model_frame
+from tasks.model.train import train_xgb
 
 SPEC = DatasetSpec.from_yaml(Path(__file__).resolve().parents[1] / "examples" / "churn" / "spec.yaml")
 ANNOTATOR_ERROR = 0.03

@@ -23,8 +23,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from lakeloop.procs import free_port
-from lakeloop.services.lakefs import start_lakefs
+from infra.local.lakefs import start_lakefs
+from infra.procs import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 KEY, SECRET = "AKIABENCHLAKEFS00001", "bench-secret"

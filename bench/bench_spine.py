@@ -23,18 +23,18 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import polars as pl  # noqa: E402
 
 from bench.results_io import record  # noqa: E402
+from infra.demo.synth import synth_batch  # noqa: E402
 from lakeloop.settings import DriftSettings, TrainSettings  # noqa: E402
 from lakeloop.spec import DatasetSpec, FeatureType  # noqa: E402
-from tasks.drift import detect_drift  # noqa: E402
-from tasks.profiling import Loader, ProfileStore, dataset_profile, profile_frame, profile_rows  # noqa: E402
-from tasks.synth import synth_batch  # noqa: E402
-from tasks.train import train_xgb  # noqa: E402
-from tasks.whylogs_compat import profile_pandas  # noqa: E402
+from tasks.data.drift import detect_drift  # noqa: E402
+from tasks.data.profiling import Loader, ProfileStore, dataset_profile, profile_frame, profile_rows  # noqa: E402
+from tasks.data.whylogs_compat import profile_pandas  # noqa: E402
+from tasks.model.train import train_xgb  # noqa: E402
 
 SPEC_PATH = Path(__file__).resolve().parents[1] / "examples" / "churn" / "spec.yaml"
 
 try:
-    from tasks.validate import validate
+    from tasks.data.validate import validate
 except ImportError:  # validation lands in another module; the bench still runs without it
     validate = None  # type: ignore[assignment]
 

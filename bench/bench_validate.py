@@ -19,9 +19,9 @@ from typing import Any
 import polars as pl
 
 from bench.results_io import record
+from infra.demo.synth import synth_batch
 from lakeloop.spec import DatasetSpec
-from tasks.synth import synth_batch
-from tasks.validate import validate
+from tasks.data.validate import validate
 
 SPEC_PATH = Path(__file__).resolve().parents[1] / "examples" / "churn" / "spec.yaml"
 

@@ -12,6 +12,7 @@ import os
 from prefect import flow
 
 from lakeloop import events
+from lakeloop.adapters import prefect_events
 
 MODEL_ENV = "LAKELOOP_BENCH_MODEL_NAME"
 
@@ -19,7 +20,7 @@ MODEL_ENV = "LAKELOOP_BENCH_MODEL_NAME"
 @flow(name="on-commit")
 def on_commit(repository: str, branch: str, commit_id: str) -> str:
     model = os.environ.get(MODEL_ENV, "burst")
-    ev = events.emit_durable(events.MODEL_REGISTERED, events.model_resource(model), {
+    ev = prefect_events.emit_durable(events.MODEL_REGISTERED, events.model_resource(model), {
         "repository": repository, "branch": branch, "commit_id": commit_id, "run_id": f"burst-{commit_id}",
         "model_name": model, "version": commit_id[:12], "reason": "bench burst",
     })

@@ -5,13 +5,14 @@ from __future__ import annotations
 from prefect import flow, get_run_logger
 
 from flows.context import FlowContext, step
-from flows.outcomes import InferenceOutcome
-from flows.reports import publish
+from flows.reports import publish_artifact
 from lakeloop import events
-from tasks import dataset
-from tasks.inference import batch_inference as predict
-from tasks.inference import predictions_path, profile_predictions, write_predictions
-from tasks.profiling import to_bytes
+from lakeloop.adapters import prefect_events
+from lakeloop.outcomes import InferenceOutcome
+from tasks.data import dataset
+from tasks.data.profiling import to_bytes
+from tasks.serving.inference import batch_inference as predict
+from tasks.serving.inference import predictions_path, profile_predictions, write_predictions
 
 PREDICTIONS_BRANCH = "predictions"
 
@@ -36,10 +37,10 @@ def batch_inference(repository: str, ref: str = "main", model_alias: str = "cham
     commit = write_predictions(ctx.lake, PREDICTIONS_BRANCH, preds, version, data_commit, model_name=ctx.model_name)
     log.info("%d predictions by %s v%s for %s → %s", preds.height, ctx.model_name, version, data_commit[:12],
              commit[:12])
-    publish("predictions", f"## {preds.height} predictions by `{ctx.model_name}` v{version}\n\n"
+    publish_artifact("predictions", f"## {preds.height} predictions by `{ctx.model_name}` v{version}\n\n"
             f"Data [`{data_commit[:12]}`]({ctx.commit_url(data_commit)}) → predictions "
             f"[`{commit[:12]}`]({ctx.commit_url(commit)}) at `{predictions_path(data_commit)}`.\n")
-    events.emit_durable(events.INFERENCE_COMPLETED, events.dataset_resource(ctx.settings.lakefs.repository),
+    prefect_events.emit_durable(events.INFERENCE_COMPLETED, events.dataset_resource(ctx.settings.lakefs.repository),
                         {"repository": ctx.settings.lakefs.repository, "ref": data_commit, "commit_id": commit,
                          "model_name": ctx.model_name, "version": version, "rows": preds.height})
     return InferenceOutcome(data_commit=data_commit, predictions_commit=commit, model_version=version,

@@ -5,15 +5,16 @@ from __future__ import annotations
 from prefect import flow, get_run_logger
 
 from flows.context import FlowContext, step
-from flows.reports import publish
+from flows.reports import publish_artifact
 from flows.retrain import judge_and_promote
 from lakeloop import events
-from tasks import dataset
-from tasks.candidates import build_candidates
-from tasks.decide import ModelRef
-from tasks.ensemble import log_ensemble
-from tasks.profiling import ProfileStore, dataset_profile, to_bytes
-from tasks.tracking import Lineage, log_profile
+from lakeloop.adapters import prefect_events
+from lakeloop.adapters.mlflow_tracking import Lineage, log_profile
+from lakeloop.outcomes import ModelRef
+from tasks.data import dataset
+from tasks.data.profiling import ProfileStore, dataset_profile, to_bytes
+from tasks.model.candidates import build_candidates
+from tasks.model.ensemble import log_ensemble
 
 search = step("search-candidates", build_candidates)
 package = step("log-voting-ensemble", log_ensemble)
@@ -48,9 +49,9 @@ def build_ensemble(repository: str, commit_id: str = "main", trials: int | None 
     verdict, promoted = judge_and_promote(ctx, version, holdout, commit_id)
     log.info("ensemble v%s: gate %s (%s)", version, "passed" if verdict.passed else "failed",
              "; ".join(verdict.reasons) or "all checks pass")
-    publish("ensemble", _markdown(candidates, version, verdict.passed, verdict.reasons))
+    publish_artifact("ensemble", _markdown(candidates, version, verdict.passed, verdict.reasons))
     if promoted:  # not `model.registered`: that starts a relabel round, which needs a single model's OOF
-        events.emit_durable(events.MODEL_PROMOTED, events.model_resource(ctx.model_name),
+        prefect_events.emit_durable(events.MODEL_PROMOTED, events.model_resource(ctx.model_name),
                     {"model_name": ctx.model_name, "version": version, "run_id": run_id, "kind": "ensemble",
                      "repository": lineage.repository, "commit_id": commit_id, "branch": lineage.branch})
     return ModelRef(name=ctx.model_name, version=version, run_id=run_id, promoted=promoted,

@@ -10,10 +10,10 @@ from typing import ParamSpec, TypeVar
 from prefect import Task, task
 from prefect.cache_policies import NO_CACHE
 
+from lakeloop.adapters.lakefs import Lake
 from lakeloop.branches import BranchPolicy
 from lakeloop.settings import Settings, get_settings
 from lakeloop.spec import DatasetSpec
-from tasks.lake import Lake
 
 P = ParamSpec("P")
 R = TypeVar("R")

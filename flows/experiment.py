@@ -13,18 +13,18 @@ from __future__ import annotations
 from prefect import flow, get_run_logger
 
 from flows.context import FlowContext, step
-from flows.reports import publish
+from flows.reports import publish_artifact
 from flows.retrain import fit_and_register
+from lakeloop.adapters.mlflow_registry import EXPERIMENT_TAG
+from lakeloop.adapters.mlflow_tracking import client, latest_training_reference
 from lakeloop.events import INTERNAL_KIND_KEY
-from tasks import dataset
-from tasks.decide import ExperimentOutcome, ModelRef
-from tasks.drift import detect_drift
-from tasks.experiment_report import report_files, verdict_of
-from tasks.gate import GateConfig, evaluate_gate, store_gate_result
-from tasks.judge import holdout_at, rows_new_since
-from tasks.profiling import ProfileStore, dataset_profile, from_bytes
-from tasks.registry import EXPERIMENT_TAG
-from tasks.tracking import client, latest_training_reference
+from lakeloop.outcomes import ExperimentOutcome, ModelRef
+from tasks.data import dataset
+from tasks.data.drift import detect_drift
+from tasks.data.profiling import ProfileStore, dataset_profile, from_bytes
+from tasks.model.experiment_report import report_files, verdict_of
+from tasks.model.gate import GateConfig, evaluate_gate, store_gate_result
+from tasks.model.judge import holdout_at, rows_new_since
 
 check_commit = step("validate-commit", dataset.commit_batch)
 reference_profile = step("reference-profile", latest_training_reference)
@@ -88,6 +88,6 @@ def experiment(repository: str, branch: str, commit_id: str) -> ExperimentOutcom
     outcome.report_commit = ctx.lake.commit(branch, f"lakeloop experiment report for {commit_id[:12]}: {verdict}", {
         INTERNAL_KIND_KEY: "experiment-report", "lakeloop.experiment.commit": commit_id,
         "lakeloop.experiment.verdict": verdict, "lakeloop.experiment.model_version": version})
-    publish("experiment", files[".md"][0].decode())
+    publish_artifact("experiment", files[".md"][0].decode())
     log.info("experiment %s@%s: %s", branch, commit_id[:12], summary)
     return outcome

@@ -6,19 +6,14 @@ import polars as pl
 from prefect import flow, get_run_logger
 
 from flows.context import FlowContext
-from flows.outcomes import LabelIntake
-from flows.reports import publish
-from tasks import dataset
-from tasks.corrections import (
-    AgreementPolicy,
-    AppliedLedger,
-    apply_corrections,
-    commit_corrections,
-    new_round_id,
-    resolve,
-)
-from tasks.label_issues import ReviewLedger, row_hashes
-from tasks.labeling import LabelStudioAdapter
+from flows.reports import publish_artifact
+from lakeloop.adapters.label_studio import LabelStudioAdapter
+from lakeloop.outcomes import LabelIntake
+from tasks.data import dataset
+from tasks.data.label_overlay import apply_corrections
+from tasks.labels.corrections import AgreementPolicy, AppliedLedger, commit_corrections, new_round_id, resolve
+from tasks.labels.label_issues import ReviewLedger, row_hashes
+from tasks.labels.task_view import ensure_project
 
 
 @flow(name="ingest-labels", log_prints=True, persist_result=True)
@@ -28,7 +23,7 @@ def ingest_labels(project_id: int | None = None, repository: str | None = None, 
     log = get_run_logger()
     ctx = FlowContext.load(repository)
     ls = LabelStudioAdapter.from_settings(ctx.settings)
-    project = project_id or ls.ensure_project(ctx.spec, ctx.settings.labeling.project_title)
+    project = project_id or ensure_project(ls, ctx.spec, ctx.settings.labeling.project_title)
     ls.flush_outbox(project)
 
     annotations = ls.fetch_annotations(project)
@@ -64,7 +59,7 @@ def ingest_labels(project_id: int | None = None, repository: str | None = None, 
     applied.mark(res.decided, round_id)  # only after the commit landed: a crash before this re-applies, never loses
     log.info("project %d: %d answers, %d corrections, %d confirmed, %d pending, %d unsure",
              project, len(annotations), res.corrections.height, len(res.confirmed), len(res.pending), len(res.unsure))
-    publish("label-intake", _markdown(ctx, res.corrections, merge, len(res.pending), len(res.unsure)))
+    publish_artifact("label-intake", _markdown(ctx, res.corrections, merge, len(res.pending), len(res.unsure)))
     return LabelIntake(project_id=project, annotations=len(annotations), corrections=res.corrections.height,
                        confirmed=len(res.confirmed), pending=len(res.pending), unsure=len(res.unsure),
                        merge_commit=merge)

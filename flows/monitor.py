@@ -6,14 +6,15 @@ import polars as pl
 from prefect import flow, get_run_logger
 
 from flows.context import FlowContext, step
-from flows.reports import publish
+from flows.reports import publish_artifact
 from lakeloop import events
-from tasks import dataset
-from tasks.inference import batch_inference as predict
-from tasks.monitoring import MonitorReport
-from tasks.monitoring import monitor as compare
-from tasks.profiling import from_bytes
-from tasks.tracking import latest_training_reference, load_oof, load_training_summary
+from lakeloop.adapters import prefect_events
+from lakeloop.adapters.mlflow_tracking import latest_training_reference, load_oof, load_training_summary
+from tasks.data import dataset
+from tasks.data.profiling import from_bytes
+from tasks.serving.inference import batch_inference as predict
+from tasks.serving.monitoring import MonitorReport
+from tasks.serving.monitoring import monitor as compare
 
 check = step("compare-with-training", compare)
 
@@ -45,11 +46,11 @@ def monitor(repository: str, ref: str = "main") -> MonitorReport:
                    drift_settings=ctx.settings.drift)
     log.info("monitor %s v%s on %s: %s", ctx.model_name, reference.version, commit[:12],
              "; ".join(report.reasons) or "no drift")
-    publish("monitor", "## Monitor: " + ("**drift detected**" if report.drift_detected else "no drift") + "\n\n"
-            + "\n".join(f"- {r}" for r in report.reasons) + "\n\n"
-            + (report.input_drift.to_markdown() if report.input_drift else ""))
+    headline = "**drift detected**" if report.drift_detected else "no drift"
+    publish_artifact("monitor", f"## Monitor: {headline}\n\n" + "\n".join(f"- {r}" for r in report.reasons)
+                     + "\n\n" + (report.input_drift.to_markdown() if report.input_drift else ""))
     if report.drift_detected:
-        events.emit_durable(events.DRIFT_DETECTED, events.dataset_resource(ctx.settings.lakefs.repository),
+        prefect_events.emit_durable(events.DRIFT_DETECTED, events.dataset_resource(ctx.settings.lakefs.repository),
                             {"repository": ctx.settings.lakefs.repository,
                              "branch": ctx.settings.lakefs.default_branch, "commit_id": commit,
                              "reasons": report.reasons, "source": "monitor"})

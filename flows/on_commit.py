@@ -6,12 +6,14 @@ from prefect import flow, get_run_logger
 
 from flows.context import FlowContext, step
 from flows.experiment import experiment
-from flows.reports import decision_markdown, publish, validation_markdown
+from flows.reports import decision_markdown, publish_artifact, validation_markdown
 from flows.retrain import retrain
-from tasks import dataset, decide, quarantine_branch
-from tasks.drift import detect_drift
-from tasks.profiling import ProfileStore, dataset_profile, from_bytes
-from tasks.tracking import latest_training_reference, trained_versions
+from lakeloop.adapters.mlflow_tracking import latest_training_reference, trained_versions
+from lakeloop.outcomes import CommitOutcome, Decision
+from tasks.data import dataset, quarantine_branch
+from tasks.data.drift import detect_drift
+from tasks.data.profiling import ProfileStore, dataset_profile, from_bytes
+from tasks.model import decide
 
 check_commit = step("validate-commit", dataset.commit_batch)
 quarantine_rows = step("quarantine-invalid-rows", quarantine_branch.quarantine_invalid)
@@ -21,7 +23,7 @@ compare = step("detect-drift", detect_drift)
 
 
 @flow(name="on-commit", log_prints=True, persist_result=True)
-def on_commit(repository: str, branch: str, commit_id: str) -> decide.CommitOutcome:
+def on_commit(repository: str, branch: str, commit_id: str) -> CommitOutcome:
     log = get_run_logger()
     ctx = FlowContext.load(repository)
     role = ctx.branches.role(branch)
@@ -30,7 +32,7 @@ def on_commit(repository: str, branch: str, commit_id: str) -> decide.CommitOutc
 
     batch = check_commit(ctx.lake, ctx.spec, commit_id)
     quarantined = quarantine_rows(ctx.lake, ctx.spec, batch)
-    publish("validation", validation_markdown(ctx, batch, quarantined))
+    publish_artifact("validation", validation_markdown(ctx, batch, quarantined))
 
     reference = reference_profile(ctx.model_name)
     drift = None
@@ -41,30 +43,30 @@ def on_commit(repository: str, branch: str, commit_id: str) -> decide.CommitOutc
 
     trained = trained_versions(ctx.model_name, commit_id)
     decision = decide.decide(batch, drift, has_model=reference is not None, trained_versions=trained)
-    publish("decision", decision_markdown(ctx, commit_id, decision, drift))
+    publish_artifact("decision", decision_markdown(ctx, commit_id, decision, drift))
     log.info("commit %s: %s", commit_id[:12], decision.summary)
 
     model = None
     if decision.retrain:
         model = retrain(repository=repository, branch=branch, commit_id=commit_id, reason=decision.reason,
                         force=False)
-    return decide.CommitOutcome(commit_id=commit_id, branch=branch, decision=decision, batch_rows=batch.n_rows,
+    return CommitOutcome(commit_id=commit_id, branch=branch, decision=decision, batch_rows=batch.n_rows,
                                 invalid_rows=batch.n_invalid, quarantine=quarantined, model=model,
                                 drifted=drift.drifted if drift else [])
 
 
 def _off_production(ctx: FlowContext, repository: str, branch: str, commit_id: str,
-                    role: str) -> decide.CommitOutcome:
+                    role: str) -> CommitOutcome:
     """A commit on an experiment branch runs an experiment; on any other branch, nothing."""
     if role == "experiment":
         result = experiment(repository=repository, branch=branch, commit_id=commit_id)
-        decision = decide.Decision(retrain=False, reason="experiment", reasons=[result.summary])
+        decision = Decision(retrain=False, reason="experiment", reasons=[result.summary])
     else:
         result = None
-        decision = decide.Decision(retrain=False, reason="not-watched", reasons=[
+        decision = Decision(retrain=False, reason="not-watched", reasons=[
             f"branch {branch!r} is neither watched ({', '.join(ctx.branches.watched)}) nor an experiment "
             f"({', '.join(ctx.branches.experiments) or 'no patterns'}): nothing changes"])
-    publish("decision", decision_markdown(ctx, commit_id, decision, None))
+    publish_artifact("decision", decision_markdown(ctx, commit_id, decision, None))
     get_run_logger().info("commit %s on %s: %s", commit_id[:12], branch, decision.summary)
-    return decide.CommitOutcome(commit_id=commit_id, branch=branch, decision=decision, batch_rows=0, invalid_rows=0,
+    return CommitOutcome(commit_id=commit_id, branch=branch, decision=decision, batch_rows=0, invalid_rows=0,
                                 experiment=result, drifted=result.drifted if result else [])

@@ -6,12 +6,12 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.context import get_run_context
 
 from flows.context import FlowContext
-from tasks.dataset import CommitBatch
-from tasks.decide import Decision, QuarantineRecord
-from tasks.drift import DriftReport
+from lakeloop.outcomes import Decision, QuarantineRecord
+from tasks.data.dataset import CommitBatch
+from tasks.data.drift import DriftReport
 
 
-def publish(key: str, markdown: str, description: str | None = None) -> None:
+def publish_artifact(key: str, markdown: str, description: str | None = None) -> None:
     """A markdown artifact on the current run (keys are lowercase-dashed, as Prefect requires)."""
     try:
         get_run_context()

@@ -7,17 +7,18 @@ import polars as pl
 from prefect import flow, get_run_logger
 
 from flows.context import FlowContext, run_owner, step
-from flows.outcomes import RelabelRequest
-from flows.reports import publish
+from flows.reports import publish_artifact
+from lakeloop.adapters.label_studio import LabelStudioAdapter, SendResult
+from lakeloop.adapters.mlflow_tracking import load_oof
+from lakeloop.outcomes import RelabelRequest
 from lakeloop.state import Ledger
-from tasks import dataset
-from tasks.corrections import new_round_id
-from tasks.label_issues import LabelIssue, ReviewLedger, rank_label_issues, row_hashes, select_budget
-from tasks.labeling import LabelStudioAdapter, SendResult
-from tasks.relabel_round import top_up
-from tasks.review_committee import committee_from_oof
-from tasks.tracking import load_oof
-from tasks.train import class_names
+from tasks.data import dataset
+from tasks.labels.corrections import new_round_id
+from tasks.labels.label_issues import LabelIssue, ReviewLedger, rank_label_issues, row_hashes, select_budget
+from tasks.labels.relabel_round import top_up
+from tasks.labels.review_committee import committee_from_oof
+from tasks.labels.task_view import ensure_project, send_rows
+from tasks.model.train import class_names
 
 load_training_set = step("load-training-set", dataset.training_set)
 rank = step("rank-label-issues", rank_label_issues)
@@ -40,7 +41,7 @@ def request_relabel(repository: str, commit_id: str, run_id: str, budget: int | 
                   threshold=ctx.spec.business_threshold)
 
     ls = LabelStudioAdapter.from_settings(ctx.settings)
-    project = ls.ensure_project(ctx.spec, ctx.settings.labeling.project_title)
+    project = ensure_project(ls, ctx.spec, ctx.settings.labeling.project_title)
     ls.register_webhook(project, f"{ctx.settings.bridge.url}/label-studio/events",
                         {"X-Lakeloop-Token": ctx.settings.bridge.secret})
     hashes = row_hashes(data, ctx.spec)
@@ -52,7 +53,7 @@ def request_relabel(repository: str, commit_id: str, run_id: str, budget: int | 
     def send(room: int) -> int:
         chosen.extend(select_budget(issues, room, ledger=ledger, row_hashes=hashes))
         rows, predictions = _rows_for(chosen, data, oof, proba_cols, ctx.spec.id_column)
-        sent.append(ls.send_tasks(project, rows, ctx.spec, predictions, model_version=run_id, round_id=round_id))
+        sent.append(send_rows(ls, project, rows, ctx.spec, predictions, model_version=run_id, round_id=round_id))
         ledger.mark({i.id: hashes[i.id] for i in chosen if i.id in hashes}, round_id)
         return len(chosen)
 
@@ -67,7 +68,7 @@ def request_relabel(repository: str, commit_id: str, run_id: str, budget: int | 
              "Label Studio is away)", round_id, len(issues), open_before, len(sent_round.created), project,
              sent_round.queued)
 
-    publish("label-review", _markdown(ctx, project, chosen, round_id, open_before))
+    publish_artifact("label-review", _markdown(ctx, project, chosen, round_id, open_before))
     return RelabelRequest(round_id=round_id, project_id=project, candidates=len(issues), selected=len(chosen),
                           created=len(sent_round.created), existing=len(sent_round.existing),
                           queued=sent_round.queued,

@@ -10,26 +10,20 @@ import polars as pl
 from prefect import flow, get_run_logger
 
 from flows.context import FlowContext, run_owner, step
-from flows.reports import publish
+from flows.reports import publish_artifact
 from lakeloop import events
+from lakeloop.adapters import prefect_events
+from lakeloop.adapters.mlflow_tracking import Lineage, ModelRecord, reference_version, trained_versions, version_lineage
+from lakeloop.outcomes import ModelRef
 from lakeloop.state import Ledger
-from tasks import dataset
-from tasks.decide import ModelRef
-from tasks.gate import GateConfig, GateResult
-from tasks.judge import rows_new_since
-from tasks.profiling import ProfileStore, dataset_profile, to_bytes
-from tasks.promotion import gate_and_promote
-from tasks.review_committee import member_columns, score_committee
-from tasks.tracking import (
-    Lineage,
-    ModelRecord,
-    log_training,
-    oof_frame,
-    reference_version,
-    trained_versions,
-    version_lineage,
-)
-from tasks.train import TrainResult, train_xgb
+from tasks.data import dataset
+from tasks.data.profiling import ProfileStore, dataset_profile, to_bytes
+from tasks.labels.review_committee import member_columns, score_committee
+from tasks.model.gate import GateConfig, GateResult
+from tasks.model.judge import rows_new_since
+from tasks.model.promotion import gate_and_promote
+from tasks.model.train import TrainResult, train_xgb
+from tasks.model.training_run import log_training, oof_frame
 
 load_training_set = step("load-training-set", dataset.training_set)
 profile_training_set = step("profile-training-set", dataset_profile)
@@ -133,14 +127,14 @@ def _train(ctx: FlowContext, branch: str, commit_id: str, reason: str) -> ModelR
     fitted = fit_and_register(ctx, branch, commit_id, reason)
     record, result, lineage = fitted.record, fitted.result, fitted.lineage
     verdict, promoted = judge_and_promote(ctx, record.version, fitted.holdout, commit_id)
-    publish("model", _model_markdown(ctx, commit_id, record.version, record.run_id, result.metrics, reason)
+    publish_artifact("model", _model_markdown(ctx, commit_id, record.version, record.run_id, result.metrics, reason)
             + gate_markdown(verdict, promoted))
-    events.emit_durable(events.MODEL_REGISTERED, events.model_resource(ctx.model_name), {
+    prefect_events.emit_durable(events.MODEL_REGISTERED, events.model_resource(ctx.model_name), {
         "model_name": ctx.model_name, "version": str(record.version), "run_id": record.run_id,
         "repository": lineage.repository, "branch": branch, "commit_id": commit_id, "reason": reason,
     })
     if promoted:  # a new champion: refresh the predictions it serves
-        events.emit_durable(events.MODEL_PROMOTED, events.model_resource(ctx.model_name), {
+        prefect_events.emit_durable(events.MODEL_PROMOTED, events.model_resource(ctx.model_name), {
             "model_name": ctx.model_name, "version": str(record.version), "run_id": record.run_id, "kind": "model",
             "repository": lineage.repository, "branch": branch, "commit_id": commit_id,
         })

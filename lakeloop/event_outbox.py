@@ -1,4 +1,4 @@
-"""Durable outbox of the events flows hand to Prefect (`lakeloop.events.emit_durable`).
+"""Durable outbox of the events flows hand to Prefect (`lakeloop.adapters.prefect_events.emit_durable`).
 
 An event is stored here *before* it is sent, with its Prefect event id fixed at that
 moment, and only marked sent once Prefect's `POST /api/events` accepted it. A send
@@ -138,7 +138,7 @@ class EventOutbox(SqliteTable):
     def replay(self, sender: Sender, *, owner: str | None = None) -> ReplayReport:
         """Send pending events oldest first, in batches, until none is left or a send fails.
 
-        `sender` raises unless Prefect accepted the whole batch (`lakeloop.events.publish`).
+        `sender` raises unless Prefect accepted the whole batch (`lakeloop.adapters.prefect_events.post_events`).
         """
         owner = owner or _owner()
         report = ReplayReport()
@@ -200,18 +200,3 @@ def _entry(row: tuple[Any, ...]) -> OutboxEntry:
 
 def _owner() -> str:
     return f"{os.uname().nodename}:{os.getpid()}:{threading.get_ident()}:{uuid.uuid4().hex[:8]}"
-
-
-def replay_outbox(state_dir: Path, api_url: str | None = None) -> int:
-    """Send the pending events under `state_dir` to Prefect at `api_url`; returns how many were sent.
-
-    Oldest first, stopping at the first failure (logged; the rest stay pending for the next pass).
-    """
-    from lakeloop.events import publish
-
-    report = EventOutbox.at(state_dir).replay(lambda batch: publish(batch, api_url))
-    if report.error:
-        log.warning("event outbox replay stopped after %d sent: %s", report.sent, report.error)
-    elif report.sent:
-        log.info("event outbox replay: %d event(s) delivered", report.sent)
-    return report.sent

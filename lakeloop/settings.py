@@ -153,7 +153,7 @@ class BranchSettings(BaseSettings):
 
 
 class GateSettings(BaseSettings):
-    """How much evidence a challenger needs before it replaces the champion (see tasks.gate)."""
+    """How much evidence a challenger needs before it replaces the champion (see tasks.model.gate)."""
 
     model_config = SettingsConfigDict(env_prefix="LAKELOOP_GATE_", env_file=".env", extra="ignore")
 

@@ -13,9 +13,9 @@ import yaml
 from prefect.events import Event
 from starlette.testclient import TestClient
 
-from infra.bridge.actions import render_actions_yaml
 from infra.bridge.app import BridgeConfig, create_app
 from infra.bridge.gate import GateResult
+from infra.bridge.lakefs_actions import render_actions_yaml
 from infra.bridge.models import LakeFSHookEvent
 from lakeloop.events import (
     LABELS_READY,
@@ -335,7 +335,7 @@ def test_pre_merge_blocks_with_gate_message(ledger: Ledger, rec: Recorder) -> No
 
 # ---- actions file --------------------------------------------------------------------------------
 def test_actions_yaml_is_a_valid_lakefs_action() -> None:
-    from infra.lakefs_server.actions import parse_action
+    from infra.lakefs_server.hooks import parse_action
 
     text = render_actions_yaml("http://127.0.0.1:8765/", None, token_env="LAKEFSACTION_LAKELOOP_TOKEN")
     action = parse_action("_lakefs_actions/lakeloop.yaml", text.encode())
@@ -375,7 +375,7 @@ def test_prefect_yaml_triggers_match_flow_signatures_and_payloads() -> None:
 
     from prefect.events.schemas.deployment_triggers import DeploymentEventTrigger
 
-    from lakeloop.deploy import load_deployments
+    from infra.deploy import load_deployments
     from lakeloop.events import PAYLOADS
 
     root = Path(__file__).resolve().parents[1]
@@ -416,7 +416,7 @@ def test_prefect_yaml_triggers_match_flow_signatures_and_payloads() -> None:
 
 
 def test_load_deployments_requires_env_and_keeps_event_templates(tmp_path: Path) -> None:
-    from lakeloop.deploy import DeployError, load_deployments
+    from infra.deploy import DeployError, load_deployments
 
     f = tmp_path / "prefect.yaml"
     f.write_text("deployments:\n- name: x\n  entrypoint: a.py:f\n  work_pool: {name: '{{ $POOL }}'}\n"

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from infra.demo.synth import synth_batch
+from lakeloop.adapters.lakefs import ObjectRef
 from lakeloop.spec import DatasetSpec
-from tasks.dataset import CommitBatch, ObjectCheck
-from tasks.decide import decide
-from tasks.drift import DriftReport
-from tasks.lake import ObjectRef
-from tasks.synth import synth_batch
-from tasks.validate import validate
+from tasks.data.dataset import CommitBatch, ObjectCheck
+from tasks.data.drift import DriftReport
+from tasks.data.validate import validate
+from tasks.model.decide import decide
 
 SPEC = DatasetSpec.from_yaml(Path(__file__).resolve().parents[1] / "examples" / "churn" / "spec.yaml")
 

@@ -8,8 +8,8 @@ import pytest
 
 from lakeloop.settings import DriftSettings
 from lakeloop.spec import DatasetSpec
-from tasks.drift import detect_drift, holm_reject
-from tasks.profiling import profile_frame
+from tasks.data.drift import detect_drift, holm_reject
+from tasks.data.profiling import profile_frame
 
 N = 5000
 

@@ -11,15 +11,16 @@ import polars as pl
 import pytest
 from mlflow import MlflowClient
 
+from infra.demo.synth import synth_batch
 from lakeloop.spec import DatasetSpec
-from tasks.candidates import (
+from tasks.model.candidates import (
     CandidateSet,
     Member,
     build_candidates,
     predict_proba,
 )
-from tasks.candidates import MemberConfig as Cfg
-from tasks.ensemble import (
+from tasks.model.candidates import MemberConfig as Cfg
+from tasks.model.ensemble import (
     log_ensemble,
     model_input,
     rt_model_frame,
@@ -28,16 +29,15 @@ from tasks.ensemble import (
     select_members,
     vote,
 )
-from tasks.features import model_frame, numeric_matrix
-from tasks.folds import stratified_folds
-from tasks.metrics import auc_score
-from tasks.synth import synth_batch
+from tasks.model.features import model_frame, numeric_matrix
+from tasks.model.folds import stratified_folds
+from tasks.model.metrics import auc_score
 from tests.fixtures.ensemble import make_lineage
 
 
 # ---- unit ------------------------------------------------------------------------------
 def test_runtime_encoding_matches_tasks_features(churn_spec: DatasetSpec) -> None:
-    """The pyfunc's embedded pandas encoding equals tasks.features, also on messy rows."""
+    """The pyfunc's embedded pandas encoding equals tasks.model.features, also on messy rows."""
     df = synth_batch(600, seed=3, invalid_rate=0.2).data  # unknown categories, nulls, out-of-range values
     spec_dict = churn_spec.model_dump(mode="json")
     feats = churn_spec.model_features
@@ -56,7 +56,7 @@ def test_runtime_encoding_matches_tasks_features(churn_spec: DatasetSpec) -> Non
 
 
 def _sig(spec: DatasetSpec):  # type: ignore[no-untyped-def]
-    from tasks.ensemble import model_signature
+    from tasks.model.ensemble import model_signature
 
     return model_signature(spec)
 

@@ -18,9 +18,11 @@ from typing import Any
 
 import pytest
 
+from infra.procs import free_port
 from lakeloop import events
-from lakeloop.event_outbox import OUTBOX_FILE, EventOutbox, replay_outbox
-from lakeloop.procs import free_port
+from lakeloop.adapters import prefect_events
+from lakeloop.adapters.prefect_events import replay_outbox
+from lakeloop.event_outbox import OUTBOX_FILE, EventOutbox
 
 
 class EventsStub:
@@ -77,7 +79,7 @@ def registered(version: int) -> dict[str, Any]:
 
 
 def emit(state_dir: Path, api_url: str, version: int) -> Any:
-    return events.emit_durable(events.MODEL_REGISTERED, events.model_resource("churn"), registered(version),
+    return prefect_events.emit_durable(events.MODEL_REGISTERED, events.model_resource("churn"), registered(version),
                                state_dir=state_dir, api_url=api_url)
 
 
@@ -113,7 +115,7 @@ def test_emit_durable_sends_at_once_when_prefect_is_up(tmp_path: Path, stub: Eve
 
 def test_explicit_event_id_is_kept(tmp_path: Path, stub: EventsStub) -> None:
     eid = uuid.uuid4()
-    ev = events.emit_durable(events.MODEL_REGISTERED, events.model_resource("churn"), registered(1),
+    ev = prefect_events.emit_durable(events.MODEL_REGISTERED, events.model_resource("churn"), registered(1),
                              state_dir=tmp_path, api_url=stub.api_url, event_id=eid)
     assert ev.id == eid and stub.ids() == [str(eid)]
 
@@ -134,7 +136,7 @@ def test_replay_sends_oldest_first_and_stops_at_first_failure(tmp_path: Path, cl
     outbox = EventOutbox(tmp_path / OUTBOX_FILE, batch_size=1)
     tried = {p.id: p.attempts for p in outbox.pending()}  # each emit also retried the older ones
     assert list(tried.values()) == [3, 2, 1]
-    assert outbox.replay(lambda batch: events.publish(batch, stub.api_url)).sent == 1
+    assert outbox.replay(lambda batch: prefect_events.post_events(batch, stub.api_url)).sent == 1
     assert stub.ids() == [str(evs[0].id)]  # the third was not sent past the failed second
     pending = outbox.pending()
     assert [p.id for p in pending] == [str(evs[1].id), str(evs[2].id)]
@@ -159,13 +161,13 @@ def test_a_live_sender_holds_the_queue(tmp_path: Path, closed_api: str, stub: Ev
         in_send.set()
         release.wait(10)
         sent.append([str(e.id) for e in batch])
-        events.publish(batch, stub.api_url)
+        prefect_events.post_events(batch, stub.api_url)
 
     t = threading.Thread(target=lambda: outbox.replay(slow_sender, owner="first"))
     t.start()
     assert in_send.wait(10)
     late = emit(tmp_path, stub.api_url, 2)  # enqueued while "first" is sending: left to it
-    rep = outbox.replay(lambda batch: events.publish(batch, stub.api_url), owner="second")
+    rep = outbox.replay(lambda batch: prefect_events.post_events(batch, stub.api_url), owner="second")
     assert rep.sent == 0 and rep.busy
     release.set()
     t.join(10)
@@ -178,13 +180,13 @@ def test_expired_lease_is_taken_over(tmp_path: Path, closed_api: str, stub: Even
     outbox = EventOutbox(tmp_path / OUTBOX_FILE, lease_seconds=0.0)
     ev = emit(tmp_path, closed_api, 1)
     assert outbox._claim("dead-owner")  # claimed, then the owner died without releasing
-    assert outbox.replay(lambda batch: events.publish(batch, stub.api_url), owner="alive").sent == 1
+    assert outbox.replay(lambda batch: prefect_events.post_events(batch, stub.api_url), owner="alive").sent == 1
     assert stub.ids() == [str(ev.id)]
 
 
 def test_a_bad_payload_is_refused_before_anything_is_stored(tmp_path: Path, stub: EventsStub) -> None:
     with pytest.raises(events.EmitError, match="ModelRegisteredPayload"):
-        events.emit_durable(events.MODEL_REGISTERED, events.model_resource("churn"), {"repository": "churn"},
+        prefect_events.emit_durable(events.MODEL_REGISTERED, events.model_resource("churn"), {"repository": "churn"},
                             state_dir=tmp_path, api_url=stub.api_url)
     assert EventOutbox.at(tmp_path).pending() == [] and stub.received == []
 
@@ -193,12 +195,12 @@ def test_every_exception_survives_pickle(tmp_path: Path, closed_api: str) -> Non
     """Errors cross process boundaries (Prefect task runners, worker pools): they must pickle."""
     raised: list[BaseException] = []
     try:
-        events.publish([events.build_event(events.MODEL_REGISTERED, events.model_resource("churn"),
+        prefect_events.post_events([events.build_event(events.MODEL_REGISTERED, events.model_resource("churn"),
                                            registered(1))], closed_api)
     except events.EmitError as e:
         raised.append(e)
     try:
-        events.emit_durable(events.MODEL_REGISTERED, events.model_resource("churn"), {}, state_dir=tmp_path,
+        prefect_events.emit_durable(events.MODEL_REGISTERED, events.model_resource("churn"), {}, state_dir=tmp_path,
                             api_url=closed_api)
     except events.EmitError as e:
         raised.append(e)
@@ -211,7 +213,7 @@ def test_every_exception_survives_pickle(tmp_path: Path, closed_api: str) -> Non
 def test_every_reconcile_pass_runs_the_jobs_first() -> None:
     """The bridge hands `replay_outbox` to `run_periodically` as a job; a failing job is logged, the
     others and the reconcile still run, and the jobs run again on the next pass."""
-    from lakeloop.reconcile import run_periodically
+    from infra.bridge.reconcile import run_periodically
 
     stop = threading.Event()
     calls: list[str] = []

@@ -13,9 +13,11 @@ import pytest
 from prefect import flow
 from prefect.context import FlowRunContext
 
+from infra.procs import free_port
 from lakeloop import events
-from lakeloop.event_outbox import EventOutbox, replay_outbox
-from lakeloop.procs import free_port
+from lakeloop.adapters import prefect_events
+from lakeloop.adapters.prefect_events import replay_outbox
+from lakeloop.event_outbox import EventOutbox
 from tests.fixtures.prefect import PrefectStack
 
 pytestmark = pytest.mark.integration
@@ -23,7 +25,7 @@ pytestmark = pytest.mark.integration
 RELABEL = "request-relabel/request-relabel"
 
 
-def prefect_events(stack: PrefectStack, event_ids: list[str]) -> list[dict[str, Any]]:
+def events_seen_by_prefect(stack: PrefectStack, event_ids: list[str]) -> list[dict[str, Any]]:
     page: dict[str, Any] = stack._post("/events/filter", {"filter": {"id": {"id": event_ids}}, "limit": 50})
     return list(page["events"])
 
@@ -33,7 +35,7 @@ def wait_for_events(stack: PrefectStack, event_ids: list[str], timeout: float = 
     deadline = time.monotonic() + timeout
     found: list[dict[str, Any]] = []
     while time.monotonic() < deadline:
-        found = prefect_events(stack, event_ids)
+        found = events_seen_by_prefect(stack, event_ids)
         if len({e["id"] for e in found}) >= len(event_ids):
             return found
         time.sleep(0.5)
@@ -50,7 +52,7 @@ def test_replay_delivers_once_with_the_same_id(prefect_server: PrefectStack, tmp
     closed = f"http://127.0.0.1:{free_port()}/api"
     prefect_server.pause_pool(True)  # only which runs the trigger creates matters here
     try:
-        ev = events.emit_durable(events.MODEL_REGISTERED, events.model_resource("churn"), registered(run_id),
+        ev = prefect_events.emit_durable(events.MODEL_REGISTERED, events.model_resource("churn"), registered(run_id),
                                  state_dir=tmp_path, api_url=closed)
         [pending] = EventOutbox.at(tmp_path).pending()
         assert pending.id == str(ev.id)
@@ -68,7 +70,7 @@ def test_replay_delivers_once_with_the_same_id(prefect_server: PrefectStack, tmp
         prefect_server.wait_for_runs(RELABEL, mine, count=1, timeout=60)
         # a second send of the same event (a replay after a send whose answer was lost) starts nothing:
         # Prefect's trigger service skips an event id it has already seen
-        events.publish([pending.event()], prefect_server.api_url)
+        prefect_events.post_events([pending.event()], prefect_server.api_url)
         time.sleep(5)
         assert len([r for r in prefect_server.flow_runs(RELABEL) if mine(r)]) == 1
     finally:
@@ -83,7 +85,7 @@ def test_inside_a_flow_run_the_run_is_related(prefect_server: PrefectStack, tmp_
     def emitter() -> tuple[str, str]:
         ctx = FlowRunContext.get()
         assert ctx is not None and ctx.flow_run is not None
-        ev = events.emit_durable(events.MODEL_REGISTERED, events.model_resource("churn"), registered(run_id),
+        ev = prefect_events.emit_durable(events.MODEL_REGISTERED, events.model_resource("churn"), registered(run_id),
                                  state_dir=tmp_path, api_url=closed)  # Prefect "down" for this event only
         return str(ctx.flow_run.id), str(ev.id)
 

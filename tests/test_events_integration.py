@@ -16,13 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from infra.bridge.actions import ACTIONS_FILE, render_actions_yaml
+from infra.bridge.lakefs_actions import ACTIONS_FILE, render_actions_yaml
 from infra.bridge.service import start_bridge
-from lakeloop.procs import Service, free_port
+from infra.demo.synth import synth_batch
+from infra.procs import Service, free_port
+from lakeloop.adapters.lakefs import Lake
 from lakeloop.settings import LakeFSSettings
 from lakeloop.state import Ledger, commit_key
-from tasks.lake import Lake
-from tasks.synth import synth_batch
 from tests.fixtures.lake import lake_settings
 from tests.fixtures.lakefs import HOOK_ENV
 from tests.fixtures.prefect import PrefectStack
@@ -173,23 +173,24 @@ def test_commits_during_bridge_outage_are_reconciled_exactly_once(stack: Stack, 
 
 def test_lakeloop_events_from_a_short_lived_process_start_their_flows(
         prefect_server: PrefectStack, runs_not_executed: None) -> None:
-    """`events.emit` flushes before the process exits, and prefect.yaml maps each event's payload."""
+    """`prefect_events.emit` flushes before the process exits, and prefect.yaml maps each event's payload."""
     import subprocess
     import sys
 
     tag = uuid.uuid4().hex[:8]
     code = f"""
 from lakeloop import events as e
-e.emit(e.DRIFT_DETECTED, e.dataset_resource("churn"),
+from lakeloop.adapters.prefect_events import emit
+emit(e.DRIFT_DETECTED, e.dataset_resource("churn"),
        e.DriftPayload(repository="churn", branch="main", commit_id="c-{tag}", reason="drift in tenure_months"))
-e.emit(e.MODEL_REGISTERED, e.model_resource("churn"),
+emit(e.MODEL_REGISTERED, e.model_resource("churn"),
        e.ModelRegisteredPayload(repository="churn", commit_id="m-{tag}", run_id="run-{tag}",
                                 model_name="churn", version="3"))
-e.emit(e.DRIFT_DETECTED, e.dataset_resource("churn"),  # flows/monitor.py's shape: reasons, no reason
+emit(e.DRIFT_DETECTED, e.dataset_resource("churn"),  # flows/monitor.py's shape: reasons, no reason
        {{"repository": "churn", "branch": "main", "commit_id": "d-{tag}", "reasons": ["a drifted", "b drifted"]}})
-e.emit(e.MODEL_PROMOTED, e.model_resource("churn"),  # no ref: batch inference scores main
+emit(e.MODEL_PROMOTED, e.model_resource("churn"),  # no ref: batch inference scores main
        {{"repository": "churn", "model_name": "churn", "version": 4, "commit_id": "m-{tag}", "kind": "ensemble"}})
-e.emit(e.LABELS_READY, e.labels_resource(41),
+emit(e.LABELS_READY, e.labels_resource(41),
        e.LabelsPayload(project_id=41, annotation_id=9, action="ANNOTATION_CREATED"))
 """
     env = {**__import__("os").environ, "PREFECT_API_URL": prefect_server.api_url}

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from tasks.evidence import auc_difference, auc_interval, auc_rows, mean_difference, resample_indices
+from tasks.model.evidence import auc_difference, auc_interval, auc_rows, mean_difference, resample_indices
 
 
 def _data(n: int = 2000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 
-from tasks.decide import ExperimentOutcome, ModelRef
-from tasks.evidence import Interval
-from tasks.experiment_report import report_files, verdict_of
-from tasks.gate import CheckResult, GateResult
+from lakeloop.outcomes import ExperimentOutcome, ModelRef
+from tasks.model.evidence import Interval
+from tasks.model.experiment_report import report_files, verdict_of
+from tasks.model.gate import CheckResult, GateResult
 
 
 def _result(passed: bool, low: float, high: float) -> GateResult:

@@ -10,13 +10,7 @@ import polars as pl
 import pytest
 from mlflow import MlflowClient
 
-from lakeloop.spec import DatasetSpec
-from lakeloop.state import Ledger
-from tasks.candidates import CandidateSet, MemberConfig, build_candidates
-from tasks.ensemble import log_ensemble, model_signature
-from tasks.gate import GateConfig, business_value, check_schema, evaluate_gate, run_gate
-from tasks.promotion import gate_and_promote
-from tasks.registry import (
+from lakeloop.adapters.mlflow_registry import (
     CHALLENGER,
     CHAMPION,
     PREVIOUS,
@@ -26,6 +20,12 @@ from tasks.registry import (
     promote,
     rollback,
 )
+from lakeloop.spec import DatasetSpec
+from lakeloop.state import Ledger
+from tasks.model.candidates import CandidateSet, MemberConfig, build_candidates
+from tasks.model.ensemble import log_ensemble, model_signature
+from tasks.model.gate import GateConfig, business_value, check_schema, evaluate_gate, run_gate
+from tasks.model.promotion import gate_and_promote
 from tests.fixtures.ensemble import make_lineage
 
 EVAL_COMMIT = "e7a1" + "0" * 60

@@ -17,15 +17,15 @@ import pandas as pd
 import polars as pl
 import pytest
 
+from infra.demo.synth import synth_batch
+from lakeloop.adapters.lakefs import Lake
+from lakeloop.adapters.mlflow_registry import promote
 from lakeloop.spec import DatasetSpec
-from tasks.candidates import CandidateSet
-from tasks.ensemble import log_ensemble, model_input
-from tasks.inference import batch_inference, predictions_path, profile_predictions, write_predictions
-from tasks.lake import Lake
-from tasks.monitoring import monitor, output_drift
-from tasks.profiling import profile_frame
-from tasks.registry import promote
-from tasks.synth import synth_batch
+from tasks.data.profiling import profile_frame
+from tasks.model.candidates import CandidateSet
+from tasks.model.ensemble import log_ensemble, model_input
+from tasks.serving.inference import batch_inference, predictions_path, profile_predictions, write_predictions
+from tasks.serving.monitoring import monitor, output_drift
 
 # Loads and predicts with nothing of lakeloop (nor polars) importable: proves the pyfunc is self-contained.
 FRESH_SCRIPT = textwrap.dedent("""

@@ -5,10 +5,10 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
+from infra.demo.synth import synth_batch
+from lakeloop.adapters.lakefs import Lake
 from lakeloop.spec import DatasetSpec
-from tasks.judge import holdout_at, rows_new_since
-from tasks.lake import Lake
-from tasks.synth import synth_batch
+from tasks.model.judge import holdout_at, rows_new_since
 
 pytestmark = pytest.mark.integration
 

@@ -9,16 +9,11 @@ import numpy as np
 import polars as pl
 import pytest
 
+from lakeloop.adapters.label_studio import UNSURE, Annotation, LabelingError, Outbox
 from lakeloop.spec import DatasetSpec
-from tasks.corrections import (
-    AgreementPolicy,
-    AppliedLedger,
-    CorrectionError,
-    apply_corrections,
-    overlay_corrections,
-    resolve,
-)
-from tasks.label_issues import (
+from tasks.data.label_overlay import apply_corrections, overlay_corrections
+from tasks.labels.corrections import AgreementPolicy, AppliedLedger, CorrectionError, resolve
+from tasks.labels.label_issues import (
     IssueReason,
     LabelIssueError,
     ReviewLedger,
@@ -26,7 +21,7 @@ from tasks.label_issues import (
     row_hashes,
     select_budget,
 )
-from tasks.labeling import UNSURE, Annotation, LabelingError, Outbox, labeling_config, task_payloads
+from tasks.labels.task_view import labeling_config, task_payloads
 
 SPEC = DatasetSpec.from_yaml(Path(__file__).resolve().parents[1] / "examples" / "churn" / "spec.yaml")
 
@@ -87,7 +82,7 @@ def test_invalid_inputs_name_the_row() -> None:
 
 
 def test_budget_skips_reviewed_rows_unless_label_or_data_changed(tmp_path: Path) -> None:
-    from tasks.synth import synth_batch
+    from infra.demo.synth import synth_batch
 
     df = synth_batch(200, seed=5, label_noise=0.1).data
     ids = df.get_column("customer_id").to_list()
@@ -194,7 +189,7 @@ def test_overlay_last_correction_wins_and_apply_validates() -> None:
 
 # ---- task JSON and outbox ---------------------------------------------------
 def test_config_and_payloads_leave_pii_out() -> None:
-    from tasks.synth import synth_batch
+    from infra.demo.synth import synth_batch
 
     df = synth_batch(5, seed=1).data
     cfg = labeling_config(SPEC)
@@ -216,7 +211,7 @@ def test_config_and_payloads_leave_pii_out() -> None:
 
 
 def test_outbox_is_durable_and_deduplicated(tmp_path: Path) -> None:
-    from tasks.synth import synth_batch
+    from infra.demo.synth import synth_batch
 
     tasks = task_payloads(synth_batch(4, seed=2).data, SPEC)
     ob = Outbox(tmp_path / "outbox.sqlite")

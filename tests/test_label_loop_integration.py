@@ -10,9 +10,9 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
+from infra.demo.synth import synth_batch
+from lakeloop.adapters.lakefs import Lake
 from lakeloop.settings import get_settings
-from tasks.lake import Lake
-from tasks.synth import synth_batch
 from tests.fixtures.label_studio import LabelStudioServer
 from tests.fixtures.loop_env import MakeLoopEnv
 
@@ -37,10 +37,10 @@ def test_review_round_closes_the_loop(loop_env: Lake) -> None:
     from flows.ingest_labels import ingest_labels
     from flows.on_commit import on_commit
     from flows.request_relabel import request_relabel
+    from infra.demo.annotator import SimulatedAnnotator
+    from lakeloop.adapters.label_studio import LabelStudioAdapter
     from lakeloop.spec import DatasetSpec
-    from tasks import dataset
-    from tasks.annotator import SimulatedAnnotator
-    from tasks.labeling import LabelStudioAdapter
+    from tasks.data import dataset
 
     lake, settings = loop_env, get_settings()
     spec = DatasetSpec.from_yaml(settings.spec_path)
@@ -49,7 +49,7 @@ def test_review_round_closes_the_loop(loop_env: Lake) -> None:
     c1 = lake.commit("main", "noisy batch")
     first = on_commit(repository=lake.settings.repository, branch="main", commit_id=c1)
     assert first.model is not None
-    from tasks.tracking import load_oof
+    from lakeloop.adapters.mlflow_tracking import load_oof
     oof_columns = load_oof(first.model.run_id).columns  # the review committee travels with the run
     assert {"member_xgboost_proba_yes", "member_logreg_proba_yes"} <= set(oof_columns)
 

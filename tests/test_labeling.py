@@ -24,15 +24,16 @@ import numpy as np
 import polars as pl
 import pytest
 
-from lakeloop.procs import free_port
+from infra.demo.annotator import SimulatedAnnotator
+from infra.demo.synth import synth_batch
+from infra.procs import free_port
+from lakeloop.adapters.label_studio import LabelStudioAdapter, annotation_from_webhook
+from lakeloop.adapters.lakefs import Lake
 from lakeloop.settings import TrainSettings
 from lakeloop.spec import DatasetSpec
-from tasks.annotator import SimulatedAnnotator
-from tasks.corrections import AgreementPolicy, AppliedLedger, commit_corrections, new_round_id, resolve
-from tasks.label_issues import ReviewLedger, rank_label_issues, row_hashes, select_budget
-from tasks.labeling import LabelStudioAdapter, annotation_from_webhook
-from tasks.lake import Lake
-from tasks.synth import synth_batch
+from tasks.labels.corrections import AgreementPolicy, AppliedLedger, commit_corrections, new_round_id, resolve
+from tasks.labels.label_issues import ReviewLedger, rank_label_issues, row_hashes, select_budget
+from tasks.labels.task_view import ensure_project, send_rows
 
 pytestmark = pytest.mark.integration
 
@@ -72,7 +73,7 @@ def test_review_round_corrects_noisy_labels_into_lakefs(label_studio, lake: Lake
     lake.write_frame("main", "data/batch-0001.parquet", df)
     lake.commit("main", "add batch", {"lakeloop.kind": "data"})
 
-    from tasks.train import train_xgb
+    from tasks.model.train import train_xgb
 
     trained = train_xgb(df, SPEC, TrainSettings(folds=4, n_estimators=200, n_jobs=2))
     issues = rank_label_issues(trained.ids, trained.labels, trained.oof_proba,
@@ -85,8 +86,8 @@ def test_review_round_corrects_noisy_labels_into_lakefs(label_studio, lake: Lake
     assert precision > 3 * NOISE  # far better than random selection
 
     adapter = LabelStudioAdapter(label_studio.url, label_studio.token, tmp_path / "state")
-    project = adapter.ensure_project(SPEC, "churn label review")
-    assert adapter.ensure_project(SPEC, "churn label review") == project
+    project = ensure_project(adapter, SPEC, "churn label review")
+    assert ensure_project(adapter, SPEC, "churn label review") == project
     hook_id = adapter.register_webhook(project, hook_receiver, {"X-Lakeloop-Secret": "s3cret"})
     assert adapter.register_webhook(project, hook_receiver, {"X-Lakeloop-Secret": "s3cret"}) == hook_id
 
@@ -95,10 +96,10 @@ def test_review_round_corrects_noisy_labels_into_lakefs(label_studio, lake: Lake
     pos = {rid: k for k, rid in enumerate(trained.ids)}
     proba = trained.oof_proba[[pos[r] for r in rows["customer_id"].to_list()]]
     round_id = new_round_id()
-    sent = adapter.send_tasks(project, rows, SPEC, proba, model_version="xgb-oof", round_id=round_id)
+    sent = send_rows(adapter, project, rows, SPEC, proba, model_version="xgb-oof", round_id=round_id)
     assert len(sent.created) == BUDGET and sent.queued == 0 and sent.error is None
     ledger.mark({r: hashes[r] for r in ids}, round_id)
-    again = adapter.send_tasks(project, rows, SPEC, proba, model_version="xgb-oof", round_id=round_id)
+    again = send_rows(adapter, project, rows, SPEC, proba, model_version="xgb-oof", round_id=round_id)
     assert again.created == [] and sorted(again.existing) == sorted(sent.created)
     assert select_budget(issues, BUDGET, ledger=ledger, row_hashes=hashes)[0].id not in set(ids)
 
@@ -125,7 +126,7 @@ def test_review_round_corrects_noisy_labels_into_lakefs(label_studio, lake: Lake
     assert info.metadata["lakeloop.kind"] == "label-corrections"
     assert merge == lake.head("main")
 
-    from tasks.dataset import training_set
+    from tasks.data.dataset import training_set
 
     data, _ = training_set(lake, SPEC, "main")
     after = dict(zip(data["customer_id"].to_list(), data["churn"].to_list(), strict=True))
@@ -150,11 +151,11 @@ def test_outage_keeps_tasks_in_outbox_and_sends_them_once(label_studio, tmp_path
     true_label = dict(zip(batch.truth["customer_id"].to_list(), batch.truth["true_label"].to_list(), strict=True))
     state = tmp_path / "state"
     adapter = LabelStudioAdapter(label_studio.url, label_studio.token, state, timeout=10)
-    project = adapter.ensure_project(SPEC, "churn outage round")
+    project = ensure_project(adapter, SPEC, "churn outage round")
 
     label_studio.stop()
     try:
-        during = adapter.send_tasks(project, df, SPEC, round_id="outage")
+        during = send_rows(adapter, project, df, SPEC, round_id="outage")
         assert during.created == [] and during.queued == 30
         assert during.error and "unreachable" in during.error
         # a new adapter (think: the process restarted) sees the same durable outbox
@@ -165,7 +166,7 @@ def test_outage_keeps_tasks_in_outbox_and_sends_them_once(label_studio, tmp_path
     flushed = LabelStudioAdapter(label_studio.url, label_studio.token, state).flush_outbox()
     assert len(flushed.created) == 30 and flushed.queued == 0
     assert adapter.flush_outbox().created == []
-    assert adapter.send_tasks(project, df, SPEC, round_id="outage").created == []
+    assert send_rows(adapter, project, df, SPEC, round_id="outage").created == []
     assert len(adapter.existing_tasks(project)) == 30
 
     for k in range(2):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
-from tasks.lake import Lake, LakeError
+from lakeloop.adapters.lakefs import Lake, LakeError
 
 pytestmark = pytest.mark.integration
 

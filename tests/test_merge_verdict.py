@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from infra.bridge.gate import experiment_verdict_problems
-from tasks.lake import Lake
+from lakeloop.adapters.lakefs import Lake
 
 pytestmark = pytest.mark.integration
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from lakeloop.procs import ServiceStartError, port_in_use, start_service
+from infra.procs import ServiceStartError, port_in_use, start_service
 
 
 def test_a_taken_port_is_refused_before_anything_starts(tmp_path: Path) -> None:

@@ -7,9 +7,10 @@ import pandas as pd
 import polars as pl
 import pytest
 
+from infra.demo.synth import synth_batch
 from lakeloop.settings import ROOT
 from lakeloop.spec import DatasetSpec
-from tasks.profiling import (
+from tasks.data.profiling import (
     ProfileStore,
     dataset_profile,
     from_bytes,
@@ -19,8 +20,7 @@ from tasks.profiling import (
     summarize,
     to_bytes,
 )
-from tasks.synth import synth_batch
-from tasks.whylogs_compat import profile_pandas
+from tasks.data.whylogs_compat import profile_pandas
 
 
 @pytest.fixture(scope="module")

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from prefect.events import Event
 
+from infra.bridge.reconcile import reconcile_once
+from lakeloop.adapters.lakefs import Lake
 from lakeloop.branches import BranchPolicy
 from lakeloop.events import LAKEFS_COMMIT_CREATED, LAKEFS_MERGE_COMPLETED, EmitError
-from lakeloop.reconcile import reconcile_once
 from lakeloop.state import Ledger, commit_key
-from tasks.lake import Lake
 
 pytestmark = pytest.mark.integration
 

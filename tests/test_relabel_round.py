@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from lakeloop.state import Ledger
-from tasks.relabel_round import top_up
+from tasks.labels.relabel_round import top_up
 
 CAP = 300
 

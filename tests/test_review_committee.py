@@ -8,13 +8,13 @@ import numpy as np
 import polars as pl
 import pytest
 
+from infra.demo.synth import synth_batch
 from lakeloop.settings import TrainSettings
 from lakeloop.spec import DatasetSpec
-from tasks.label_issues import rank_label_issues
-from tasks.review_committee import committee_from_oof, member_columns, score_committee
-from tasks.synth import synth_batch
-from tasks.tracking import oof_frame
-from tasks.train import train_xgb
+from tasks.labels.label_issues import rank_label_issues
+from tasks.labels.review_committee import committee_from_oof, member_columns, score_committee
+from tasks.model.train import train_xgb
+from tasks.model.training_run import oof_frame
 
 SPEC = DatasetSpec.from_yaml(Path(__file__).resolve().parents[1] / "examples" / "churn" / "spec.yaml")
 FAST = TrainSettings(folds=3, n_estimators=60, early_stopping_rounds=10, n_jobs=1)
@@ -35,7 +35,7 @@ def test_committee_members_are_leakage_free_and_differ(trained) -> None:  # type
     assert np.allclose(lr.sum(axis=1), 1.0)
     assert not np.allclose(lr, result.oof_proba, atol=1e-3)  # a different learner, not a copy
     # leakage-free: a linear model fitted on all rows scores its own rows differently from the OOF pass
-    from tasks.candidates import MemberConfig, fit_model, predict_proba
+    from tasks.model.candidates import MemberConfig, fit_model, predict_proba
     cfg = MemberConfig("logreg", "logreg", {"C": 1.0}, tuple(SPEC.model_features))
     in_sample = predict_proba(cfg, fit_model(cfg, df, result.labels, SPEC, 2), df, SPEC, 2)
     assert not np.allclose(in_sample, lr, atol=1e-4)

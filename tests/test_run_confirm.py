@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from prefect.events import Event
 
+from infra.bridge.run_confirm import CONFIRM_FILE, SentCommitEvents, confirm_once, recording
 from lakeloop import events
-from lakeloop.run_confirm import CONFIRM_FILE, SentCommitEvents, confirm_once, recording
 
 T0 = 1_000_000.0
 GRACE = 60.0

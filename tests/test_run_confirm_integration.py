@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
+from infra.bridge.run_confirm import PrefectRuns, SentCommitEvents, confirm_once
 from lakeloop import events
-from lakeloop.run_confirm import PrefectRuns, SentCommitEvents, confirm_once
+from lakeloop.adapters import prefect_events
 from tests.fixtures.prefect import PrefectStack
 
 pytestmark = pytest.mark.integration
@@ -29,7 +30,7 @@ def test_lost_commit_event_is_redelivered_and_a_crashed_run_rescheduled(prefect_
     runs = PrefectRuns(prefect_server.api_url)
 
     def publish(e: Any) -> None:
-        events.publish([e], prefect_server.api_url)
+        prefect_events.post_events([e], prefect_server.api_url)
 
     def mine(r: dict[str, Any]) -> bool:
         return bool(r["parameters"].get("commit_id") == commit_id)

@@ -9,10 +9,10 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
-from lakeloop.demo import mixed_batch
+from infra.demo.run import mixed_batch
+from infra.demo.synth import synth_batch
+from lakeloop.adapters.lakefs import Lake
 from lakeloop.settings import get_settings
-from tasks.lake import Lake
-from tasks.synth import synth_batch
 from tests.fixtures.loop_env import MakeLoopEnv
 from tests.fixtures.prefect import PrefectStack
 
@@ -33,7 +33,7 @@ def _commit(lake: Lake, name: str, frame: pl.DataFrame) -> str:
 
 def test_commits_drive_training_drift_and_quarantine(loop_env: Lake, prefect_server: PrefectStack) -> None:
     from flows.on_commit import on_commit
-    from lakeloop.lineage import commit_lineage, model_lineage
+    from infra.lineage import commit_lineage, model_lineage
 
     lake = loop_env
     repo = lake.settings.repository

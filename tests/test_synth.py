@@ -14,9 +14,9 @@ from sklearn.metrics import roc_auc_score
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from infra.demo.synth import COLUMNS, InvalidKind, synth_batch, synth_cli, truth_name, write_batches
 from lakeloop.spec import DatasetSpec
-from tasks.features import encode_labels, numeric_matrix
-from tasks.synth import COLUMNS, InvalidKind, synth_batch, synth_cli, truth_name, write_batches
+from tasks.model.features import encode_labels, numeric_matrix
 
 SPEC_PATH = Path(__file__).resolve().parents[1] / "examples" / "churn" / "spec.yaml"
 

@@ -8,25 +8,22 @@ import mlflow
 import numpy as np
 import pytest
 
-from lakeloop.settings import MLflowSettings, TrainSettings
-from lakeloop.spec import DatasetSpec
-from tasks.drift import detect_drift
-from tasks.features import model_frame
-from tasks.profiling import from_bytes, profile_frame, profile_rows, to_bytes
-from tasks.synth import synth_batch
-from tasks.tracking import (
+from infra.demo.synth import synth_batch
+from lakeloop.adapters.mlflow_tracking import (
     Lineage,
     download_bytes,
     find_versions_for_commit,
     latest_training_reference,
     load_oof,
-    load_xgb,
-    log_training,
-    oof_frame,
-    raw_model_input,
     version_lineage,
 )
-from tasks.train import train_xgb
+from lakeloop.settings import MLflowSettings, TrainSettings
+from lakeloop.spec import DatasetSpec
+from tasks.data.drift import detect_drift
+from tasks.data.profiling import from_bytes, profile_frame, profile_rows, to_bytes
+from tasks.model.features import model_frame
+from tasks.model.train import train_xgb
+from tasks.model.training_run import load_xgb, log_training, oof_frame, raw_model_input
 
 pytestmark = pytest.mark.integration
 

@@ -7,11 +7,11 @@ import polars as pl
 import pytest
 from sklearn.metrics import roc_auc_score
 
+from infra.demo.synth import synth_batch
 from lakeloop.settings import ROOT, TrainSettings
 from lakeloop.spec import DatasetSpec
-from tasks.features import model_frame
-from tasks.synth import synth_batch
-from tasks.train import TrainError, class_names, evaluate, train_xgb
+from tasks.model.features import model_frame
+from tasks.model.train import TrainError, class_names, evaluate, train_xgb
 
 FAST = TrainSettings(folds=3, n_estimators=80, early_stopping_rounds=10, n_jobs=1)
 

@@ -14,10 +14,10 @@ import polars as pl
 import pytest
 from mlflow import MlflowClient
 
+from infra.demo.synth import synth_batch
+from lakeloop.adapters.lakefs import Lake
+from lakeloop.adapters.mlflow_registry import CHAMPION, RegistryError, alias_version, promote
 from lakeloop.settings import get_settings
-from tasks.lake import Lake
-from tasks.registry import CHAMPION, RegistryError, alias_version, promote
-from tasks.synth import synth_batch
 from tests.fixtures.loop_env import MakeLoopEnv
 from tests.fixtures.prefect import PrefectStack
 

@@ -12,10 +12,10 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
+from infra.demo.synth import COLUMNS, synth_batch
 from lakeloop.spec import DatasetSpec, SpecError
-from tasks.quarantine import quarantine_branch, quarantine_frame, quarantine_path
-from tasks.synth import COLUMNS, synth_batch
-from tasks.validate import REASONS, ROW, SOURCE, SchemaError, validate
+from tasks.data.quarantine import quarantine_branch, quarantine_frame, quarantine_path
+from tasks.data.validate import REASONS, ROW, SOURCE, SchemaError, validate
 
 SPEC_PATH = Path(__file__).resolve().parents[1] / "examples" / "churn" / "spec.yaml"
 SPEC = DatasetSpec.from_yaml(SPEC_PATH)
@@ -268,7 +268,7 @@ def test_quarantine_names() -> None:
 
 
 def test_time_parsing_mixes_fast_and_slow_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
-    import tasks.validate as v
+    import tasks.data.validate as v
 
     monkeypatch.setattr(v, "TIME_CHUNK", 3)  # several chunks: some Arrow takes, some need the fallback
     values = ["2026-01-01T00:00:00Z", "2026-01-01T01:00:00+01:00", None,  # aware ISO: Arrow

@@ -2,7 +2,7 @@
 
 Every reconcile pass also replays the flows' event outbox (`lakeloop.event_outbox`, under the
 shared state directory), so an event whose flow died after a failed emit is still delivered, and
-confirms that each commit event Prefect accepted started its on-commit run (`lakeloop.run_confirm`:
+confirms that each commit event Prefect accepted started its on-commit run (`infra.bridge.run_confirm`:
 Prefect's event bus is in memory, so a restart can drop accepted events)."""
 
 from __future__ import annotations
@@ -16,11 +16,12 @@ import httpx
 import uvicorn
 
 from infra.bridge.app import create_app
+from infra.bridge.reconcile import run_periodically
+from infra.bridge.run_confirm import DEFAULT_GRACE_S, PrefectRuns, SentCommitEvents, confirm_once, recording
 from infra.bridge.service import build_config
+from lakeloop.adapters.prefect_events import replay_outbox
 from lakeloop.branches import BranchPolicy
-from lakeloop.event_outbox import EventOutbox, replay_outbox
-from lakeloop.reconcile import run_periodically
-from lakeloop.run_confirm import DEFAULT_GRACE_S, PrefectRuns, SentCommitEvents, confirm_once, recording
+from lakeloop.event_outbox import EventOutbox
 from lakeloop.settings import get_settings
 
 
@@ -46,7 +47,7 @@ def main(argv: list[str] | None = None) -> None:
     config.emitter = recording(publish, sent_commits)  # commit events Prefect accepted, to confirm their runs
     stop = threading.Event()
     if args.reconcile_interval > 0:
-        from tasks.lake import Lake
+        from lakeloop.adapters.lakefs import Lake
 
         repos = args.repository or [settings.lakefs.repository]
 
@@ -64,10 +65,10 @@ def main(argv: list[str] | None = None) -> None:
             try:
                 rep = confirm_once(sent_commits, runs, publish, grace_s=args.confirm_grace)
             except httpx.HTTPError as e:  # Prefect down or restarting: the next pass confirms
-                logging.getLogger("lakeloop.run_confirm").warning("run confirmation skipped: %s", e)
+                logging.getLogger("infra.bridge.run_confirm").warning("run confirmation skipped: %s", e)
                 return
             if rep.redelivered or rep.rescheduled or rep.abandoned:
-                logging.getLogger("lakeloop.run_confirm").info(
+                logging.getLogger("infra.bridge.run_confirm").info(
                     "run confirmation: %d confirmed, %d re-delivered, %d rescheduled, %d given up",
                     len(rep.confirmed), len(rep.redelivered), len(rep.rescheduled), len(rep.abandoned))
 

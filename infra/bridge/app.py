@@ -28,8 +28,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from infra.bridge.actions import SIGNATURE_HEADER, TOKEN_HEADER
 from infra.bridge.gate import GateResult
+from infra.bridge.lakefs_actions import SIGNATURE_HEADER, TOKEN_HEADER
 from infra.bridge.models import LabelStudioEvent, LakeFSHookEvent, error_list
 from lakeloop.branches import BranchPolicy
 from lakeloop.events import (

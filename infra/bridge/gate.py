@@ -3,7 +3,7 @@
 lakeFS runs pre-merge hooks synchronously with the branch locked, so the check
 reads only what the merge changes (`diff(destination, source)`, three-dot, as
 lakeFS-hooks does) and validates each added or changed data object with
-`tasks.validate.validate`. Any schema error or any row failing a check blocks
+`tasks.data.validate.validate`. Any schema error or any row failing a check blocks
 the merge (up to `max_invalid_share`); the message names object, check and column.
 
 With `experiments` set, a merge from an experiment branch also needs that branch's
@@ -23,8 +23,8 @@ from lakeloop.settings import LakeFSSettings
 from lakeloop.spec import DatasetSpec
 
 if TYPE_CHECKING:
+    from lakeloop.adapters.lakefs import Lake
     from lakeloop.branches import BranchPolicy
-    from tasks.lake import Lake
 
 EXPERIMENT_REPORT_KIND = "experiment-report"
 
@@ -53,8 +53,8 @@ class SpecMergeGate:
     experiments: BranchPolicy | None = None  # set: merges from experiment branches need a verdict that is not worse
 
     def __call__(self, ev: LakeFSHookEvent) -> GateResult:
-        from tasks.lake import Lake, LakeError
-        from tasks.validate import REASONS, SchemaError, validate
+        from lakeloop.adapters.lakefs import Lake, LakeError
+        from tasks.data.validate import REASONS, SchemaError, validate
 
         if not ev.branch_id or not ev.source_ref:
             return GateResult(False, problems=["pre-merge event without branch_id/source_ref"])

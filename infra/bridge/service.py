@@ -6,7 +6,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from lakeloop.procs import Service, start_service
+from infra.procs import Service, start_service
 from lakeloop.settings import LakeFSSettings, Settings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -16,8 +16,8 @@ def build_config(settings: Settings, *, gate: bool = True):  # type: ignore[no-u
     """The production wiring: ledger under state_dir, events to Prefect's API, spec merge gate."""
     from infra.bridge.app import BridgeConfig
     from infra.bridge.gate import SpecMergeGate
+    from lakeloop.adapters.prefect_events import post_events
     from lakeloop.branches import BranchPolicy
-    from lakeloop.events import publish
     from lakeloop.spec import DatasetSpec
     from lakeloop.state import Ledger
 
@@ -25,7 +25,7 @@ def build_config(settings: Settings, *, gate: bool = True):  # type: ignore[no-u
     policy = BranchPolicy.from_settings(settings)
 
     def emitter(event):  # type: ignore[no-untyped-def]
-        publish([event], api_url)
+        post_events([event], api_url)
 
     return BridgeConfig(
         secret=settings.bridge.secret,

@@ -31,8 +31,8 @@ from typing import Any
 
 from infra.lakefs_server import merge as mergelib
 from infra.lakefs_server import refs
-from infra.lakefs_server.actions import ACTIONS_PREFIX, Action, ActionError, Event, Runner, load_actions
 from infra.lakefs_server.errors import ApiError, not_found
+from infra.lakefs_server.hooks import ACTIONS_PREFIX, Action, ActionError, Event, Runner, load_actions
 from infra.lakefs_server.listing import fold, paginate
 from infra.lakefs_server.models import ActionRun, Commit, Diff, HookRun, ObjectStats, Ref, Repository
 from infra.lakefs_server.store import EMPTY_TREE_ID, BlobWriter, Entry, Store, Tree

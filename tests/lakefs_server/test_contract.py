@@ -25,7 +25,7 @@ import uvicorn
 import yaml
 
 from infra.lakefs_server.app import build_app
-from lakeloop.procs import free_port
+from infra.procs import free_port
 from tests.lakefs_server.conftest import parquet_bytes
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from infra.lakefs_server import actions, listing, merge, refs
+from infra.lakefs_server import hooks as actions
+from infra.lakefs_server import listing, merge, refs
 from infra.lakefs_server.errors import ApiError
 
 

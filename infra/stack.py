@@ -1,0 +1,167 @@
+"""`lakeloop up` / `down`: the local stack, on loopback, each service a real server.
+
+Order matters: lakeFS and MLflow first (no dependencies), then Prefect, then
+the bridge (needs Prefect to emit events), Label Studio (slow first start),
+the deployments and a worker, and last the lakeFS actions file that points
+lakeFS at the bridge.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from urllib.parse import urlparse
+
+import httpx
+from rich.console import Console
+
+from infra.procs import Service, read_pidfile, record_service, stop_pid
+from lakeloop.settings import ROOT, Settings
+
+TELEMETRY_OFF = {
+    "DO_NOT_TRACK": "true",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "PREFECT_SERVER_UI_SHOW_PROMOTIONAL_CONTENT": "false",
+    "LATEST_VERSION_CHECK": "false",
+    "COLLECT_ANALYTICS": "false",
+    "SENTRY_DSN": "",
+    "FRONTEND_SENTRY_DSN": "",
+}
+
+
+def _port(url: str) -> int:
+    port = urlparse(url).port
+    if port is None:
+        raise ValueError(f"{url}: the local stack needs an explicit port")
+    return port
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2.0).status_code < 500
+    except httpx.HTTPError:
+        return False
+
+
+def health_urls(s: Settings) -> dict[str, str]:
+    return {
+        "lakefs": f"{s.lakefs.endpoint}/api/v1/healthcheck",
+        "mlflow": f"{s.mlflow.tracking_uri}/health",
+        "prefect": f"{s.prefect.api_url}/health",
+        "bridge": f"{s.bridge.url}/health",
+        "label-studio": f"{s.label_studio.url}/health",
+    }
+
+
+def service_env(s: Settings) -> dict[str, str]:
+    """Environment every lakeloop process (worker, flows, CLI) shares."""
+    return {
+        **TELEMETRY_OFF,
+        # XGBoost's OpenMP threads spin while idle; on a shared 2-core box that makes a 2-thread fit ~10x slower.
+        "OMP_WAIT_POLICY": "PASSIVE",
+        "PREFECT_API_URL": s.prefect.api_url,
+        # flow results (the outcome models the demo and `lakeloop lineage` read) persist where every process sees them
+        "PREFECT_LOCAL_STORAGE_PATH": str(s.home / "prefect-results"),
+        "MLFLOW_TRACKING_URI": s.mlflow.tracking_uri,
+        "LAKEFS_ENDPOINT": s.lakefs.endpoint,
+        "LAKEFS_ACCESS_KEY_ID": s.lakefs.access_key_id,
+        "LAKEFS_SECRET_ACCESS_KEY": s.lakefs.secret_access_key,
+        "LAKEFS_REPOSITORY": s.lakefs.repository,
+        "LABEL_STUDIO_URL": s.label_studio.url,
+        "LABEL_STUDIO_API_TOKEN": s.label_studio.api_token,
+        "LAKELOOP_BRIDGE_URL": s.bridge.url,
+        "LAKELOOP_BRIDGE_SECRET": s.bridge.secret,
+        "LAKELOOP_HOME": str(s.home),
+    }
+
+
+def start_stack(s: Settings, with_label_studio: bool = True) -> dict[str, Service | str]:
+    """Start whatever is not already answering; returns name -> Service (or URL if it was already up)."""
+    from infra.bridge.service import start_bridge
+    from infra.deploy import deploy_all
+    from infra.local.lakefs import start_lakefs
+    from infra.local.mlflow import start_mlflow
+    from infra.local.prefect import ensure_work_pool, start_prefect_server, start_worker
+
+    os.environ.update(service_env(s))
+    s.home.mkdir(parents=True, exist_ok=True)
+    pidfile = s.home / "stack.json"
+    result: dict[str, Service | str] = {}
+    health = health_urls(s)
+
+    def ensure(name: str, url: str, starter: Callable[[], Service]) -> None:
+        up = _healthy(health[name]) if name in health else _pid_alive(read_pidfile(pidfile).get(name, {}).get("pid"))
+        if up:
+            result[name] = url
+            return
+        svc = starter()
+        record_service(pidfile, svc)
+        result[name] = svc
+
+    ensure("lakefs", s.lakefs.endpoint, lambda: start_lakefs(
+        s.home, _port(s.lakefs.endpoint), s.lakefs.access_key_id, s.lakefs.secret_access_key,
+        hook_token=s.bridge.secret))
+    ensure("mlflow", s.mlflow.tracking_uri, lambda: start_mlflow(s.home, _port(s.mlflow.tracking_uri)))
+    ensure("prefect", s.prefect.api_url, lambda: start_prefect_server(s.home, _port(s.prefect.api_url)))
+    if with_label_studio:
+        from infra.local.label_studio import ensure_venv, start_label_studio
+
+        ensure_venv(ROOT)
+        ensure("label-studio", s.label_studio.url, lambda: start_label_studio(
+            s.home, _port(s.label_studio.url), s.label_studio.api_token,
+            s.label_studio.username, s.label_studio.password))
+
+    ensure_work_pool(s.prefect.api_url, s.prefect.work_pool)
+    deploy_all(s.prefect.api_url, s.prefect.work_pool, ROOT)
+    ensure("worker", s.prefect.api_url, lambda: start_worker(s.prefect.api_url, s.prefect.work_pool, s.home))
+    ensure("bridge", s.bridge.url, lambda: start_bridge(
+        s.home, _port(s.bridge.url), api_url=s.prefect.api_url, secret=s.bridge.secret, lakefs=s.lakefs,
+        repositories=[s.lakefs.repository], spec_path=s.spec_path))
+    _prepare_lake(s)
+    return result
+
+
+def _prepare_lake(s: Settings) -> None:
+    """Repository, and the actions file that sends the watched and experiment branches' commits and merges to
+    the bridge, and gates merges into the watched branches (experiment branches inherit it from main)."""
+    from infra.bridge.lakefs_actions import ACTIONS_FILE, render_actions_yaml
+    from lakeloop.adapters.lakefs import Lake
+    from lakeloop.branches import BranchPolicy
+
+    lake = Lake(s.lakefs)
+    lake.ensure_repository()
+    policy = BranchPolicy.from_settings(s)
+    lake.install_actions(s.lakefs.default_branch, ACTIONS_FILE,
+                         render_actions_yaml(s.bridge.url, policy.hook_branches(), protected=policy.watched))
+
+
+def _pid_alive(pid: object) -> bool:
+    try:
+        os.kill(int(str(pid)), 0)
+    except (ValueError, ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
+def stop_stack(s: Settings) -> list[str]:
+    pidfile = s.home / "stack.json"
+    stopped = []
+    # worker first so no run starts against a server that is going away
+    entries = read_pidfile(pidfile)
+    for name in sorted(entries, key=lambda n: "worker" not in n):
+        stop_pid(int(str(entries[name]["pid"])))
+        stopped.append(name)
+    pidfile.unlink(missing_ok=True)
+    return stopped
+
+
+def stack_status(s: Settings) -> dict[str, tuple[str, bool]]:
+    return {name: (url, _healthy(url)) for name, url in health_urls(s).items()}
+
+
+def print_urls(stack: dict[str, Service | str], console: Console) -> None:
+    ui = {"lakefs": "/", "mlflow": "/", "prefect": "/", "label-studio": "/", "bridge": "/health"}
+    for name, svc in stack.items():
+        url = svc if isinstance(svc, str) else svc.url
+        console.print(f"[bold]{name:13}[/] {url.removesuffix('/api')}{ui.get(name, '')}")

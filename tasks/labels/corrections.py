@@ -1,0 +1,186 @@
+"""Turn the labeling team's answers into label corrections, and into a lakeFS commit.
+
+A single annotator can be wrong, so a label changes only under an agreement
+policy: `min_annotators` reviewers choosing the same class (and more than any
+other class), or one trusted reviewer. "Unsure"/skipped answers keep the row
+flagged and change no data.
+
+How corrected labels live in the lake: the data objects stay as ingested;
+each round adds `labels/corrections/<round>.parquet` (id, old/new label, who,
+when). The dataset reader overlays every corrections object at a ref (last
+correction per id wins), so any ref - including an old one - reads with exactly
+the corrections committed up to it, and a correction is reverted like any
+other commit.
+
+`AppliedLedger` records every annotation (id + its update time) once it has
+been committed, so an annotation is never applied twice and an edited
+annotation is seen again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import polars as pl
+from pydantic import BaseModel, ConfigDict, Field
+
+from lakeloop.adapters.label_studio import UNSURE, Annotation
+from lakeloop.adapters.lakefs import Lake
+from lakeloop.layout import CORRECTIONS_PREFIX
+from lakeloop.spec import DatasetSpec
+from lakeloop.sqlite_table import SqliteTable
+from tasks.data.label_overlay import CORRECTIONS_SCHEMA, CorrectionError, empty_corrections
+
+
+class AgreementPolicy(BaseModel):
+    """When does the labeling team's answer replace a label?"""
+
+    model_config = ConfigDict(extra="forbid")
+
+    min_annotators: int = Field(default=2, ge=1, description="agreeing reviewers needed for a change")
+    trusted_reviewers: list[str] = Field(default_factory=list,
+                                         description="annotators (e-mail) whose single answer suffices")
+
+
+@dataclass
+class Resolution:
+    corrections: pl.DataFrame  # CORRECTIONS_SCHEMA; rows whose label changes
+    confirmed: list[str] = field(default_factory=list)  # agreement on the current label
+    pending: list[str] = field(default_factory=list)  # not enough agreement yet
+    unsure: list[str] = field(default_factory=list)  # only unsure/skipped answers: stays flagged
+    decided: list[Annotation] = field(default_factory=list)  # annotations consumed by corrections/confirmations
+
+    @property
+    def decided_ids(self) -> list[int]:
+        return [a.annotation_id for a in self.decided]
+
+
+def resolve(
+    annotations: Sequence[Annotation],
+    current_labels: dict[str, str],
+    policy: AgreementPolicy,
+    spec: DatasetSpec,
+    ledger: AppliedLedger | None = None,
+) -> Resolution:
+    """Group answers per row (each annotator's latest answer counts) and apply the policy.
+
+    Annotations already in `ledger` are ignored. Every annotated row must be in
+    `current_labels` (id -> current class name).
+    """
+    fresh = list(annotations) if ledger is None else ledger.unapplied(annotations)
+    by_row: dict[str, dict[int, Annotation]] = {}
+    for a in sorted(fresh, key=lambda a: (a.updated_at, a.annotation_id)):
+        if not a.unsure and a.choice not in spec.classes:
+            raise CorrectionError(f"annotation {a.annotation_id} (task {a.task_id}, row {a.row_id!r}): "
+                                  f"choice {a.choice!r} is not one of {spec.classes} or {UNSURE!r}")
+        by_row.setdefault(a.row_id, {})[a.annotator_id] = a  # latest per annotator wins
+    trusted = set(policy.trusted_reviewers)
+    rows: list[dict[str, object]] = []
+    res = Resolution(corrections=empty_corrections())
+    for row_id in sorted(by_row):
+        if row_id not in current_labels:
+            raise CorrectionError(f"annotations for row {row_id!r}, which is not in the current dataset")
+        answers = list(by_row[row_id].values())
+        decisive = [a for a in answers if not a.unsure]
+        new_label: str | None = None
+        trusted_answers = [a for a in decisive if a.annotator in trusted]
+        if trusted_answers:
+            new_label = max(trusted_answers, key=lambda a: (a.updated_at, a.annotation_id)).choice
+        elif decisive:
+            counts: dict[str, int] = {}
+            for a in decisive:
+                counts[str(a.choice)] = counts.get(str(a.choice), 0) + 1
+            ranked = sorted(counts.items(), key=lambda kv: -kv[1])
+            top, n_top = ranked[0]
+            if n_top >= policy.min_annotators and (len(ranked) == 1 or n_top > ranked[1][1]):
+                new_label = top
+        if new_label is None:
+            (res.pending if decisive else res.unsure).append(row_id)
+            continue
+        res.decided.extend(answers)
+        old = current_labels[row_id]
+        if new_label == old:
+            res.confirmed.append(row_id)
+            continue
+        agreeing = [a for a in decisive if a.choice == new_label]
+        times = [a.updated_at for a in agreeing]
+        rows.append({
+            "id": row_id, "old_label": old, "new_label": new_label,
+            "annotators": sorted({a.annotator for a in agreeing}),
+            "annotation_ids": sorted(a.annotation_id for a in agreeing),
+            "task_id": agreeing[-1].task_id,
+            "first_annotated_at": min(times), "last_annotated_at": max(times),
+        })
+    if rows:
+        res.corrections = pl.DataFrame(rows, schema=CORRECTIONS_SCHEMA)
+    return res
+
+
+# ---- lakeFS ----------------------------------------------------------------
+def new_round_id(now: datetime | None = None) -> str:
+    """Round ids sort in time order, so corrections objects list oldest first."""
+    return (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
+
+
+def corrections_path(round_id: str) -> str:
+    return f"{CORRECTIONS_PREFIX}{round_id}.parquet"
+
+
+def commit_corrections(lake: Lake, round_id: str, corrections: pl.DataFrame, spec: DatasetSpec,
+                       metadata: dict[str, str] | None = None) -> str:
+    """Write the round's corrections on branch `relabel-<round>`, commit, merge into the default branch.
+
+    Returns the merge commit id. (lakeFS branch names cannot contain '/'.)
+    """
+    if corrections.height == 0:
+        raise CorrectionError(f"round {round_id!r}: no corrections to commit")
+    main = lake.settings.default_branch
+    branch = f"relabel-{round_id}"
+    lake.ensure_branch(branch, main)
+    meta = {
+        "lakeloop.kind": "label-corrections",
+        "lakeloop.round": round_id,
+        "lakeloop.corrections": str(corrections.height),
+        "lakeloop.dataset": spec.name,
+        **(metadata or {}),
+    }
+    lake.write_frame(branch, corrections_path(round_id), corrections, metadata={"round": round_id})
+    lake.commit(branch, f"labels: {corrections.height} corrections from review round {round_id}", meta)
+    merged = lake.merge(branch, main, message=f"Merge label corrections of round {round_id}", metadata=meta)
+    lake.delete_branch(branch)
+    return merged
+
+
+# ---- applied-annotations ledger -------------------------------------------
+class AppliedLedger(SqliteTable):
+    """Annotations already applied, keyed by (annotation id, update time), in SQLite."""
+
+    schema = ("CREATE TABLE IF NOT EXISTS applied (annotation_id INTEGER NOT NULL, "
+              "updated_at TEXT NOT NULL, row_id TEXT NOT NULL, round TEXT NOT NULL, "
+              "applied_at TEXT NOT NULL, PRIMARY KEY (annotation_id, updated_at))")
+
+    @classmethod
+    def at(cls, state_dir: Path) -> AppliedLedger:
+        return cls(Path(state_dir) / "label_applied.sqlite")
+
+    def unapplied(self, annotations: Iterable[Annotation]) -> list[Annotation]:
+        with self._conn() as c:
+            done = {(int(i), str(u)) for i, u in c.execute("SELECT annotation_id, updated_at FROM applied")}
+        return [a for a in annotations if (a.annotation_id, a.updated_at.isoformat()) not in done]
+
+    def mark(self, annotations: Iterable[Annotation], round_id: str) -> int:
+        """Record annotations as applied (call after the commit landed); returns how many were new."""
+        now = datetime.now(UTC).isoformat()
+        with self._conn() as c:
+            before = c.total_changes
+            c.executemany("INSERT OR IGNORE INTO applied VALUES (?, ?, ?, ?, ?)",
+                          [(a.annotation_id, a.updated_at.isoformat(), a.row_id, round_id, now)
+                           for a in annotations])
+            return c.total_changes - before
+
+    def count(self) -> int:
+        with self._conn() as c:
+            return int(c.execute("SELECT COUNT(*) FROM applied").fetchone()[0])

@@ -1,0 +1,164 @@
+"""Is the champion still fit for the data it now sees?
+
+Three signals, each with its own evidence in the report:
+
+* input drift      - recent features vs the training reference profile (`tasks.data.drift`);
+* prediction drift - recent model outputs vs the outputs on the training reference
+                     (KS on the positive-class probability, chi-square on labels);
+                     catches shifts that matter to the model even when no single
+                     feature crosses its threshold;
+* concept drift    - once true labels arrive: AUC now vs the AUC the model had at
+                     training/promotion; decayed by more than `auc_tolerance` means
+                     the mapping from features to label changed.
+
+The flow emits `lakeloop.drift.detected` when `MonitorReport.drift_detected`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+from pydantic import BaseModel
+
+from lakeloop.settings import DriftSettings
+from lakeloop.spec import DatasetSpec
+from tasks.data.drift import DriftReport, detect_drift
+from tasks.data.profiling import profile_frame
+from tasks.data.whylogs_compat import DatasetProfileView, drift_scores
+from tasks.model.features import encode_labels
+from tasks.model.metrics import auc_score
+from tasks.serving.inference import profile_predictions
+
+
+class OutputDrift(BaseModel):
+    column: str
+    algorithm: str
+    statistic: float | None
+    pvalue: float | None
+    drifted: bool
+
+
+class Performance(BaseModel):
+    labelled_rows: int
+    auc_now: float | None
+    auc_reference: float | None
+    decay: float | None
+    concept_drift: bool
+    detail: str
+
+
+class MonitorReport(BaseModel):
+    drift_detected: bool
+    reasons: list[str]
+    rows: int
+    input_drift: DriftReport | None = None
+    output_drift: list[OutputDrift] = []
+    performance: Performance | None = None
+
+    @property
+    def concept_drift(self) -> bool:
+        return self.performance is not None and self.performance.concept_drift
+
+
+def profile_inputs(df: pl.DataFrame, spec: DatasetSpec) -> DatasetProfileView:
+    """Profile of recent rows; unlabelled rows get a null label column (the label is then unscored)."""
+    if spec.label_column not in df.columns:
+        df = df.with_columns(pl.lit(None, dtype=pl.Utf8).alias(spec.label_column))
+    return profile_frame(df, spec)
+
+
+def output_drift(recent: pl.DataFrame | DatasetProfileView, reference: pl.DataFrame | DatasetProfileView,
+                 *, drift_pvalue: float = 0.05, min_ks_statistic: float = 0.05) -> list[OutputDrift]:
+    """Drift of prediction columns; a column drifts when p < `drift_pvalue` and (KS) D >= `min_ks_statistic`."""
+    cur = profile_predictions(recent) if isinstance(recent, pl.DataFrame) else recent
+    ref = profile_predictions(reference) if isinstance(reference, pl.DataFrame) else reference
+    algos = {c: ("chi-square" if c == "label" else "ks") for c in cur.get_columns()}
+    out: list[OutputDrift] = []
+    for col, score in drift_scores(cur, ref, algorithms=algos, drift_pvalue=drift_pvalue).items():
+        if score is None:
+            out.append(OutputDrift(column=col, algorithm=algos[col], statistic=None, pvalue=None, drifted=False))
+            continue
+        big_enough = score.algorithm != "ks" or (score.statistic or 0.0) >= min_ks_statistic
+        drifted = score.pvalue is not None and score.pvalue < drift_pvalue and big_enough
+        out.append(OutputDrift(column=col, algorithm=score.algorithm, statistic=score.statistic,
+                               pvalue=score.pvalue, drifted=drifted))
+    return out
+
+
+def performance_decay(predictions: pl.DataFrame, labels: pl.DataFrame, spec: DatasetSpec,
+                      auc_reference: float | None, *, auc_tolerance: float = 0.03,
+                      min_rows: int = 50) -> Performance:
+    """AUC of the stored predictions against labels that arrived later, joined on the id column."""
+    idc = spec.id_column
+    for name, frame in (("predictions", predictions), ("labels", labels)):
+        if idc not in frame.columns:
+            raise ValueError(f"{name} frame has no id column {idc!r}")
+    if spec.label_column not in labels.columns:
+        raise ValueError(f"labels frame has no label column {spec.label_column!r}")
+    bad = labels.filter(~pl.col(spec.label_column).cast(pl.Utf8).is_in(spec.classes)
+                        | pl.col(spec.label_column).is_null())
+    if bad.height:
+        raise ValueError(f"labels frame: {bad.height} rows with a null or unknown {spec.label_column!r}, "
+                         f"e.g. ids {bad.get_column(idc).head(5).to_list()}")
+    joined = predictions.drop([c for c in ("label",) if c in predictions.columns]).join(
+        labels.select(idc, spec.label_column), on=idc, how="inner")
+    n = joined.height
+    if n < min_rows:
+        return Performance(labelled_rows=n, auc_now=None, auc_reference=auc_reference, decay=None,
+                           concept_drift=False, detail=f"only {n} labelled rows (< {min_rows}); not judged")
+    y = encode_labels(joined, spec)
+    if len(spec.classes) == 2:
+        p = joined.get_column("probability").cast(pl.Float64).to_numpy()
+        proba = np.column_stack([1.0 - p, p])
+    else:
+        proba = np.column_stack([joined.get_column(f"probability_{c}").to_numpy() for c in spec.classes])
+    if len(np.unique(y)) < 2:
+        return Performance(labelled_rows=n, auc_now=None, auc_reference=auc_reference, decay=None,
+                           concept_drift=False, detail="labels have a single class; AUC undefined")
+    auc_now = auc_score(y, proba)
+    if auc_reference is None:
+        return Performance(labelled_rows=n, auc_now=auc_now, auc_reference=None, decay=None,
+                           concept_drift=False, detail=f"AUC now {auc_now:.4f}; no reference AUC to compare")
+    decay = auc_reference - auc_now
+    flagged = decay > auc_tolerance
+    return Performance(labelled_rows=n, auc_now=auc_now, auc_reference=auc_reference, decay=decay,
+                       concept_drift=flagged,
+                       detail=f"AUC now {auc_now:.4f} vs {auc_reference:.4f} at training "
+                              f"(decay {decay:+.4f}, tolerance {auc_tolerance})")
+
+
+def monitor(
+    recent: pl.DataFrame,
+    reference_profile: DatasetProfileView,
+    spec: DatasetSpec,
+    *,
+    recent_predictions: pl.DataFrame | None = None,
+    reference_predictions: pl.DataFrame | DatasetProfileView | None = None,
+    labels: pl.DataFrame | None = None,
+    auc_reference: float | None = None,
+    auc_tolerance: float = 0.03,
+    drift_settings: DriftSettings | None = None,
+) -> MonitorReport:
+    """Compare recent inputs/outputs with the training reference and, with labels, measure decay."""
+    settings = drift_settings or DriftSettings()
+    reasons: list[str] = []
+    inputs = detect_drift(profile_inputs(recent, spec), reference_profile, spec, settings)
+    if inputs.decision:
+        reasons.extend(f"input drift: {r}" for r in inputs.reasons)
+    outputs: list[OutputDrift] = []
+    if recent_predictions is not None and reference_predictions is not None:
+        outputs = output_drift(recent_predictions, reference_predictions, drift_pvalue=settings.drift_pvalue)
+        for o in outputs:
+            if o.drifted:
+                reasons.append(f"prediction drift: {o.column} ({o.algorithm} statistic={o.statistic:.3g}, "
+                               f"p={o.pvalue:.2g})")
+    perf = None
+    if labels is not None:
+        if recent_predictions is None:
+            raise ValueError("labels given without recent_predictions: performance needs both")
+        perf = performance_decay(recent_predictions, labels, spec, auc_reference, auc_tolerance=auc_tolerance)
+        if perf.concept_drift:
+            reasons.append(f"concept drift: {perf.detail}")
+    detected = inputs.decision or any(o.drifted for o in outputs) or (perf is not None and perf.concept_drift)
+    return MonitorReport(drift_detected=detected, reasons=reasons, rows=recent.height, input_drift=inputs,
+                         output_drift=outputs, performance=perf)
