@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from infra.demo import commands as demo_commands
 from lakeloop.settings import get_settings
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
@@ -18,6 +19,9 @@ data_app = typer.Typer(no_args_is_help=True, help="Datasets: synthetic churn bat
 app.add_typer(lakefs_app, name="lakefs")
 app.add_typer(data_app, name="data")
 console = Console(width=None if sys.stdout.isatty() else 150)  # logs and CI get the full table
+# the demo's commands live with the demo: the CLI is the one door from the product into infra.demo
+app.command("demo")(demo_commands.demo)
+data_app.command("synth")(demo_commands.data_synth)
 
 
 @lakefs_app.command("serve")
@@ -38,34 +42,6 @@ def lakefs_serve(
         access_key_id=os.environ.get("LAKEFS_ACCESS_KEY_ID"),
         secret_access_key=os.environ.get("LAKEFS_SECRET_ACCESS_KEY"),
     )
-
-
-@data_app.command("synth")
-def data_synth(
-    out: Annotated[Path, typer.Option(help="Output folder for parquet batches.")] = Path("synth"),
-    rows: int = 5000,
-    batches: int = 1,
-    seed: int = 0,
-    covariate_drift: float = 0.0,
-    concept_drift: float = 0.0,
-    label_noise: float = 0.0,
-    invalid_rate: float = 0.0,
-) -> None:
-    """Write synthetic churn batches (true labels kept aside in a truth file)."""
-    from infra.demo.synth import synth_cli
-
-    paths = synth_cli(
-        out=out,
-        n=rows,
-        batches=batches,
-        seed=seed,
-        covariate_drift=covariate_drift,
-        concept_drift=concept_drift,
-        label_noise=label_noise,
-        invalid_rate=invalid_rate,
-    )
-    for p in paths:
-        console.print(f"wrote {p}")
 
 
 @app.command()
@@ -104,23 +80,6 @@ def status() -> None:
 
     for name, (url, ok) in stack_status(get_settings()).items():
         console.print(f"{name:14} {'[green]up[/]' if ok else '[red]down[/]'}  {url}")
-
-
-@app.command()
-def demo(
-    data: Annotated[Path | None, typer.Option(help="Your own CSV or parquet (split into batches).")] = None,
-    spec: Annotated[Path | None, typer.Option(help="Dataset spec YAML for --data.")] = None,
-    batches: int = 4,
-    label_round: Annotated[bool, typer.Option(help="Run one Label Studio review round.")] = True,
-    ensemble: Annotated[bool, typer.Option(help="Build a voted ensemble, gate it, and serve the champion.")] = True,
-) -> None:
-    """Bring the stack up, commit batches to lakeFS and let the loop react; print a summary."""
-    from infra.demo.run import run_demo
-
-    if (data is None) != (spec is None):
-        raise typer.BadParameter("--data and --spec go together")
-    run_demo(get_settings(), console, data=data, spec_path=spec, batches=batches, label_round=label_round,
-             ensemble=ensemble)
 
 
 @app.command()

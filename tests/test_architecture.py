@@ -21,6 +21,7 @@ CONTRACTS = {
     "stages of the loop: serving -> labels -> model -> data": ("tasks/data/dataset.py", "tasks.labels.corrections"),
     "the simulators serve the demo only": ("tasks/model/train.py", "infra.demo.synth"),
     "no import cycles inside any package": ("infra/bridge/app.py", "infra.stack"),
+    "the CLI reaches the demo through its commands only": ("infra/cli.py", "infra.demo.synth"),
 }
 
 
@@ -48,3 +49,19 @@ def test_a_back_import_or_a_cycle_breaks_the_contracts(tmp_path: Path) -> None:
     assert run.returncode != 0
     for name, (path, imported) in CONTRACTS.items():
         assert f"{name} BROKEN" in run.stdout, f"{name}: not broken by {path} -> {imported}\n{run.stdout}"
+
+
+def layout_rows() -> list[str]:
+    readme = (ROOT / "README.md").read_text()
+    table = readme.split("### Layout", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in table.splitlines() if line.startswith("| `")]
+    return [f.strip("`/") for row in rows for f in row.split("|")[1].strip().split(", ")]
+
+
+def test_the_readme_layout_table_matches_the_tree() -> None:
+    listed = set(layout_rows())
+    for folder in listed:
+        assert (ROOT / folder).is_dir(), f"README layout names {folder}/, which does not exist"
+    packages = {str(p.parent.relative_to(ROOT)) for pkg in PACKAGES for p in (ROOT / pkg).rglob("__init__.py")}
+    missing = {p for p in packages if p not in listed and p not in {"tasks"}}  # tasks/ is listed by stage
+    assert not missing, f"packages missing from the README layout table: {sorted(missing)}"

@@ -9,8 +9,9 @@ import numpy as np
 import polars as pl
 import pytest
 
-from lakeloop.adapters.label_studio import UNSURE, Annotation, LabelingError, Outbox
+from lakeloop.adapters.label_studio import UNSURE, Annotation, LabelingError
 from lakeloop.spec import DatasetSpec
+from lakeloop.task_outbox import Outbox
 from tasks.data.label_overlay import apply_corrections, overlay_corrections
 from tasks.labels.corrections import AgreementPolicy, AppliedLedger, CorrectionError, resolve
 from tasks.labels.label_issues import (
