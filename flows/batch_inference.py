@@ -11,14 +11,11 @@ from lakeloop.adapters import prefect_events
 from lakeloop.outcomes import InferenceOutcome
 from tasks.data import dataset
 from tasks.data.profiling import to_bytes
-from tasks.serving.inference import batch_inference as predict
-from tasks.serving.inference import predictions_path, profile_predictions, write_predictions
+from tasks.serving.inference import predict_batch, predictions_path, profile_predictions, write_predictions
 
 PREDICTIONS_BRANCH = "predictions"
 
-score = step("score-with-champion", predict)
-
-
+score = step("score-with-champion", predict_batch)
 
 
 @flow(name="batch-inference", log_prints=True, persist_result=True)

@@ -12,7 +12,7 @@ from lakeloop.adapters import prefect_events
 from lakeloop.adapters.mlflow_tracking import latest_training_reference, load_oof, load_training_summary
 from tasks.data import dataset
 from tasks.data.profiling import from_bytes
-from tasks.serving.inference import batch_inference as predict
+from tasks.serving.inference import predict_batch
 from tasks.serving.monitoring import MonitorReport
 from tasks.serving.monitoring import monitor as compare
 
@@ -32,7 +32,7 @@ def monitor(repository: str, ref: str = "main") -> MonitorReport:
     if recent.height == 0:
         recent, _ = dataset.training_set(ctx.lake, ctx.spec, commit)
 
-    preds = predict(recent, f"models:/{ctx.model_name}/{reference.version}", id_column=ctx.spec.id_column)
+    preds = predict_batch(recent, f"models:/{ctx.model_name}/{reference.version}", id_column=ctx.spec.id_column)
     oof = load_oof(reference.run_id)
     positive = f"proba_{ctx.spec.positive}"
     reference_preds = oof.select(pl.col(positive).alias("probability")) if positive in oof.columns else None

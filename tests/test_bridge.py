@@ -14,7 +14,7 @@ from prefect.events import Event
 from starlette.testclient import TestClient
 
 from infra.bridge.app import BridgeConfig, create_app
-from infra.bridge.gate import GateResult
+from infra.bridge.gate import MergeCheck
 from infra.bridge.lakefs_actions import render_actions_yaml
 from infra.bridge.models import LakeFSHookEvent
 from lakeloop.events import (
@@ -318,9 +318,9 @@ def test_label_studio_other_actions_ignored_and_malformed_rejected(ledger: Ledge
 def test_pre_merge_blocks_with_gate_message(ledger: Ledger, rec: Recorder) -> None:
     seen: list[LakeFSHookEvent] = []
 
-    def gate(ev: LakeFSHookEvent) -> GateResult:
+    def gate(ev: LakeFSHookEvent) -> MergeCheck:
         seen.append(ev)
-        return GateResult(False, ["data/a.parquet"], ["data/a.parquet: failing checks: min:tenure_months (2 rows)"])
+        return MergeCheck(False, ["data/a.parquet"], ["data/a.parquet: failing checks: min:tenure_months (2 rows)"])
 
     body = post_commit("src1", event_type="pre-merge", branch_id="main", merge_source="ingest-1")
     r = client(ledger, rec, gate).post("/lakefs/pre-merge", json=body, headers=AUTH)

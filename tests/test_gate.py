@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-import numpy as np
 import polars as pl
 import pytest
 from mlflow import MlflowClient
@@ -24,7 +23,7 @@ from lakeloop.spec import DatasetSpec
 from lakeloop.state import Ledger
 from tasks.model.candidates import CandidateSet, MemberConfig, build_candidates
 from tasks.model.ensemble import log_ensemble, model_signature
-from tasks.model.gate import GateConfig, business_value, check_schema, evaluate_gate, run_gate
+from tasks.model.gate import GateConfig, check_schema, evaluate_gate, run_gate
 from tasks.model.promotion import gate_and_promote
 from tests.fixtures.ensemble import make_lineage
 
@@ -33,14 +32,6 @@ KEY_FEATURES = {"contract", "tenure_months", "support_calls", "monthly_charges",
 
 
 # ---- unit ------------------------------------------------------------------------------
-def test_business_value_by_hand(churn_spec: DatasetSpec) -> None:
-    # threshold 0.35; costs TP 100, FP -50, TN 0, FN 0
-    y = np.array([True, True, False, False])
-    p = np.array([0.9, 0.2, 0.5, 0.1])  # TP, FN, FP, TN
-    assert business_value(y, p, churn_spec) == pytest.approx((100 + 0 - 50 + 0) / 4)
-    assert business_value(y, np.ones(4), churn_spec) == pytest.approx((100 + 100 - 50 - 50) / 4)
-
-
 def test_schema_check_names_problems(churn_spec: DatasetSpec, churn_eval: pl.DataFrame) -> None:
     sig = model_signature(churn_spec)
     assert check_schema(sig, churn_eval, churn_spec).passed

@@ -24,7 +24,7 @@ from lakeloop.spec import DatasetSpec
 from tasks.data.profiling import profile_frame
 from tasks.model.candidates import CandidateSet
 from tasks.model.ensemble import log_ensemble, model_input
-from tasks.serving.inference import batch_inference, predictions_path, profile_predictions, write_predictions
+from tasks.serving.inference import predict_batch, predictions_path, profile_predictions, write_predictions
 from tasks.serving.monitoring import monitor, output_drift
 
 # Loads and predicts with nothing of lakeloop (nor polars) importable: proves the pyfunc is self-contained.
@@ -77,7 +77,7 @@ def _run_fresh(python: str, uri: str, frame: pd.DataFrame, tmp: Path, env: dict[
 def test_batch_inference_and_write_back(mlflow_uri: str, champion: tuple[str, str], churn_eval: pl.DataFrame,
                                         churn_spec: DatasetSpec, lake: Lake) -> None:
     name, version = champion
-    preds = batch_inference(churn_eval, f"models:/{name}@champion")
+    preds = predict_batch(churn_eval, f"models:/{name}@champion")
     assert preds.columns == ["customer_id", "label", "probability", "model_version"]
     assert preds.schema["label"] == pl.Utf8 and set(preds.get_column("label").unique()) <= {"yes", "no"}
     assert preds.height == churn_eval.height
@@ -107,7 +107,7 @@ def test_batch_inference_and_write_back(mlflow_uri: str, champion: tuple[str, st
 
     # a missing feature column is an error naming the column, not silently dropped rows
     with pytest.raises(ValueError, match="'contract'"):
-        batch_inference(churn_eval.drop("contract"), f"models:/{name}/{version}")
+        predict_batch(churn_eval.drop("contract"), f"models:/{name}/{version}")
 
 
 @pytest.mark.integration
@@ -163,12 +163,12 @@ def test_monitoring_flags_input_output_and_concept_drift(mlflow_uri: str, champi
     uri = f"models:/{name}/{version}"
     train = churn_candidates.frame
     ref_profile = profile_frame(train, spec)
-    ref_preds = batch_inference(train, uri, model=model)
+    ref_preds = predict_batch(train, uri, model=model)
     auc_ref = float(model.unwrap_python_model().manifest["cv_auc"])
 
     def run(batch: pl.DataFrame, labelled: bool):  # type: ignore[no-untyped-def]
         recent = batch.drop("churn")
-        preds = batch_inference(recent, uri, model=model)
+        preds = predict_batch(recent, uri, model=model)
         labels = batch.select("customer_id", "churn") if labelled else None
         return monitor(recent, ref_profile, spec, recent_predictions=preds, reference_predictions=ref_preds,
                        labels=labels, auc_reference=auc_ref, auc_tolerance=0.03)

@@ -16,19 +16,19 @@ import hashlib
 import hmac
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TypeVar
 
 from prefect.events import Event
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from infra.bridge.gate import GateResult
+from infra.bridge.gate import MergeCheck
 from infra.bridge.lakefs_actions import SIGNATURE_HEADER, TOKEN_HEADER
 from infra.bridge.models import LabelStudioEvent, LakeFSHookEvent, error_list
 from lakeloop.branches import BranchPolicy
@@ -47,7 +47,8 @@ from lakeloop.state import LeaseLost, Ledger, annotation_key, commit_key
 log = logging.getLogger("lakeloop.bridge")
 
 Emitter = Callable[[Event], None]
-MergeGate = Callable[[LakeFSHookEvent], GateResult]
+MergeGate = Callable[[LakeFSHookEvent], MergeCheck]
+Body = TypeVar("Body", bound=BaseModel)
 
 RELAYED = {"post-commit", "post-merge"}
 LS_ACTIONS = {"ANNOTATION_CREATED", "ANNOTATION_UPDATED"}
@@ -87,6 +88,14 @@ def create_app(config: BridgeConfig) -> Starlette:
     def count(name: str) -> None:
         config.counters[name] = config.counters.get(name, 0) + 1
 
+    def refuse(counter: str, error: str, status: int) -> JSONResponse:
+        count(counter)
+        return JSONResponse({"error": error}, status)
+
+    def ignored(reason: str) -> JSONResponse:
+        count("ignored")
+        return JSONResponse({"status": "ignored", "reason": reason})
+
     def authorized(request: Request, body: bytes) -> bool:
         token = request.headers.get(TOKEN_HEADER)
         if token is not None:
@@ -97,21 +106,27 @@ def create_app(config: BridgeConfig) -> Starlette:
             return hmac.compare_digest(sig.encode(), want.encode())
         return False
 
-    async def parse(request: Request, model: type[Any]) -> Any:
+    async def parse(request: Request, model: type[Body]) -> Body | JSONResponse:
         body = await request.body()
         if not authorized(request, body):
-            count("unauthorized")
-            return JSONResponse({"error": f"missing or wrong {TOKEN_HEADER} / {SIGNATURE_HEADER}"}, 401)
+            return refuse("unauthorized", f"missing or wrong {TOKEN_HEADER} / {SIGNATURE_HEADER}", 401)
         try:
             data = json.loads(body)
         except ValueError as e:
-            count("malformed")
-            return JSONResponse({"error": f"body is not JSON: {e}"}, 400)
+            return refuse("malformed", f"body is not JSON: {e}", 400)
         try:
             return model.model_validate(data)
         except ValidationError as e:
-            count("malformed")
-            return JSONResponse({"error": f"invalid {model.__name__}: {error_list(e.errors())}"}, 400)
+            return refuse("malformed", f"invalid {model.__name__}: {error_list(e.errors())}", 400)
+
+    def hook(model: type[Body], handle: Callable[[Body], Awaitable[JSONResponse]]
+             ) -> Callable[[Request], Awaitable[JSONResponse]]:
+        """An endpoint that answers unauthenticated or malformed requests itself; `handle` sees valid bodies only."""
+        async def endpoint(request: Request) -> JSONResponse:
+            ev = await parse(request, model)
+            return ev if isinstance(ev, JSONResponse) else await handle(ev)
+
+        return endpoint
 
     def deliver(key: str, kind: str, event: Event) -> str:
         def send() -> None:
@@ -125,28 +140,21 @@ def create_app(config: BridgeConfig) -> Starlette:
         try:
             status = await run_in_threadpool(deliver, key, kind, event)
         except EmitError as e:
-            count("emit_failed")
             log.warning("emit failed for %s: %s", key, e)
-            return JSONResponse({"error": f"Prefect did not accept the event: {e}"}, 503)
+            return refuse("emit_failed", f"Prefect did not accept the event: {e}", 503)
         count(status)
         return JSONResponse({"status": status, "event": event.event, "key": key, **extra})
 
-    async def lakefs_events(request: Request) -> JSONResponse:
-        ev = await parse(request, LakeFSHookEvent)
-        if isinstance(ev, JSONResponse):
-            return ev
+    async def lakefs_events(ev: LakeFSHookEvent) -> JSONResponse:
         if ev.event_type not in RELAYED:
-            count("ignored")
-            return JSONResponse({"status": "ignored", "reason": f"{ev.event_type} is not relayed"})
+            return ignored(f"{ev.event_type} is not relayed")
         missing = [f for f in ("branch_id", "commit_id") if not getattr(ev, f)]
         if missing:
-            count("malformed")
-            return JSONResponse({"error": f"{ev.event_type} event without {', '.join(missing)}"}, 400)
+            return refuse("malformed", f"{ev.event_type} event without {', '.join(missing)}", 400)
         assert ev.commit_id and ev.branch_id
         if config.branches is not None and not config.branches.relayed(ev.branch_id):
-            count("ignored")  # the trust boundary: a commit on a branch nobody watches starts nothing
-            return JSONResponse({"status": "ignored", "reason": f"branch {ev.branch_id!r} is neither watched "
-                                 "nor an experiment branch"})
+            # the trust boundary: a commit on a branch nobody watches starts nothing
+            return ignored(f"branch {ev.branch_id!r} is neither watched nor an experiment branch")
         key = commit_key(ev.repository_id, ev.commit_id)
         if is_internal_commit(ev.commit_metadata):
             await run_in_threadpool(config.ledger.skip, key, "lakefs", config.owner, "lakeloop actions commit")
@@ -155,10 +163,7 @@ def create_app(config: BridgeConfig) -> Starlette:
         event = commit_event(commit_payload(ev))
         return await relay(key, "lakefs", event, event_id=str(event.id))
 
-    async def lakefs_pre_merge(request: Request) -> JSONResponse:
-        ev = await parse(request, LakeFSHookEvent)
-        if isinstance(ev, JSONResponse):
-            return ev
+    async def lakefs_pre_merge(ev: LakeFSHookEvent) -> JSONResponse:
         if ev.event_type != "pre-merge":
             return JSONResponse({"status": "ignored", "reason": f"{ev.event_type} is not gated"})
         if config.gate is None:
@@ -167,24 +172,18 @@ def create_app(config: BridgeConfig) -> Starlette:
             result = await run_in_threadpool(config.gate, ev)
         except Exception as e:  # the gate itself failed: block rather than let unchecked data in
             log.exception("pre-merge gate failed")
-            count("gate_error")
-            return JSONResponse({"error": f"merge gate error: {type(e).__name__}: {e}"}, 500)
+            return refuse("gate_error", f"merge gate error: {type(e).__name__}: {e}", 500)
         count("gate_ok" if result.ok else "gate_blocked")
         body = {"status": "ok" if result.ok else "blocked", "message": result.message, "checked": result.checked,
                 "problems": result.problems}
         return JSONResponse(body, 200 if result.ok else 400)
 
-    async def label_studio_events(request: Request) -> JSONResponse:
-        ev = await parse(request, LabelStudioEvent)
-        if isinstance(ev, JSONResponse):
-            return ev
+    async def label_studio_events(ev: LabelStudioEvent) -> JSONResponse:
         if ev.action not in LS_ACTIONS:
-            count("ignored")
-            return JSONResponse({"status": "ignored", "reason": f"{ev.action} does not change labels"})
+            return ignored(f"{ev.action} does not change labels")
         project_id = ev.project_id()
         if ev.annotation is None or project_id is None:
-            count("malformed")
-            return JSONResponse({"error": f"{ev.action} without annotation.id and project.id"}, 400)
+            return refuse("malformed", f"{ev.action} without annotation.id and project.id", 400)
         version = ev.annotation.updated_at or "created"
         key = annotation_key(project_id, f"{ev.annotation.id}@{version}")
         payload = LabelsPayload(project_id=project_id, annotation_id=ev.annotation.id,
@@ -248,7 +247,7 @@ def create_app(config: BridgeConfig) -> Starlette:
 
     return Starlette(routes=[
         Route("/health", health, methods=["GET"]),
-        Route("/lakefs/events", lakefs_events, methods=["POST"]),
-        Route("/lakefs/pre-merge", lakefs_pre_merge, methods=["POST"]),
-        Route("/label-studio/events", label_studio_events, methods=["POST"]),
+        Route("/lakefs/events", hook(LakeFSHookEvent, lakefs_events), methods=["POST"]),
+        Route("/lakefs/pre-merge", hook(LakeFSHookEvent, lakefs_pre_merge), methods=["POST"]),
+        Route("/label-studio/events", hook(LabelStudioEvent, label_studio_events), methods=["POST"]),
     ])

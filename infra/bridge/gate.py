@@ -30,7 +30,9 @@ EXPERIMENT_REPORT_KIND = "experiment-report"
 
 
 @dataclass(frozen=True)
-class GateResult:
+class MergeCheck:
+    """The pre-merge data check's verdict on a merge: ok, the objects read, and why it is blocked."""
+
     ok: bool
     checked: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
@@ -52,12 +54,12 @@ class SpecMergeGate:
     max_reasons: int = 3
     experiments: BranchPolicy | None = None  # set: merges from experiment branches need a verdict that is not worse
 
-    def __call__(self, ev: LakeFSHookEvent) -> GateResult:
+    def __call__(self, ev: LakeFSHookEvent) -> MergeCheck:
         from lakeloop.adapters.lakefs import Lake, LakeError
         from tasks.data.validate import REASONS, SchemaError, validate
 
         if not ev.branch_id or not ev.source_ref:
-            return GateResult(False, problems=["pre-merge event without branch_id/source_ref"])
+            return MergeCheck(False, problems=["pre-merge event without branch_id/source_ref"])
         lake = Lake(self.lakefs.model_copy(update={"repository": ev.repository_id}))
         prefix = self.lakefs.data_prefix
         changes = [c for c in lake.diff(ev.branch_id, ev.source_ref, prefix=prefix)
@@ -87,7 +89,7 @@ class SpecMergeGate:
                                 f"{failing}; e.g. {examples}")
         if self.experiments is not None and ev.merge_source and self.experiments.role(ev.merge_source) == "experiment":
             problems += experiment_verdict_problems(lake, ev.source_ref, ev.merge_source)
-        return GateResult(not problems, checked, problems)
+        return MergeCheck(not problems, checked, problems)
 
 
 def experiment_verdict_problems(lake: Lake, source_ref: str, branch: str, depth: int = 100) -> list[str]:

@@ -29,6 +29,7 @@ why a version was or was not promoted.
 
 from __future__ import annotations
 
+import functools
 import re
 import tempfile
 from pathlib import Path
@@ -44,6 +45,7 @@ from pydantic import BaseModel, Field
 from lakeloop.adapters.mlflow_registry import champion_version, past_champions
 from lakeloop.spec import DatasetSpec
 from tasks.model.ensemble import REQUIRED_MODEL_FILES, model_input
+from tasks.model.evaluation import business_value, positive_column, proba_matrix, row_values, slice_auc, slice_masks
 from tasks.model.evidence import Interval, auc_difference, auc_interval, mean_difference, resample_indices
 from tasks.model.features import encode_labels
 from tasks.model.metrics import safe_auc
@@ -221,39 +223,6 @@ def check_artifacts(model_dir: Path, description: str | None, required: tuple[st
     return CheckResult(name="artifacts", passed=not problems, detail="; ".join(problems) or "all present")
 
 
-def row_values(y_pos: np.ndarray, p_pos: np.ndarray, spec: DatasetSpec) -> np.ndarray:
-    """Value of each row when acting on `p >= business_threshold`, from the spec's cost matrix."""
-    act = p_pos >= spec.business_threshold
-    cm = spec.cost_matrix
-    return np.select([act & y_pos, act & ~y_pos, ~act & ~y_pos],
-                     [cm.true_positive, cm.false_positive, cm.true_negative], cm.false_negative).astype("float64")
-
-
-def business_value(y_pos: np.ndarray, p_pos: np.ndarray, spec: DatasetSpec) -> float:
-    """Mean value per row of acting on `p >= business_threshold`, from the spec's cost matrix."""
-    return float(row_values(y_pos, p_pos, spec).sum()) / max(len(y_pos), 1)
-
-
-def _proba_matrix(pred: Any, spec: DatasetSpec) -> np.ndarray:
-    if len(spec.classes) == 2:
-        p = pred["probability"].to_numpy(dtype="float64")
-        return np.column_stack([1.0 - p, p])
-    return np.column_stack([pred[f"probability_{c}"].to_numpy(dtype="float64") for c in spec.classes])
-
-
-def _slice_masks(df: pl.DataFrame, spec: DatasetSpec) -> dict[str, np.ndarray]:
-    masks: dict[str, np.ndarray] = {}
-    for s in spec.slices:
-        try:
-            col = df.select(pl.sql_expr(s.expr).alias("m")).get_column("m")
-        except Exception as e:  # polars raises several error types for bad SQL
-            raise ValueError(f"slice {s.name!r}: expression {s.expr!r} does not evaluate on the data: {e}") from e
-        if col.dtype != pl.Boolean:
-            raise ValueError(f"slice {s.name!r}: expression {s.expr!r} is {col.dtype}, not boolean")
-        masks[s.name] = col.fill_null(False).to_numpy()
-    return masks
-
-
 # ---- the gate ----------------------------------------------------------------------
 def evaluate_gate(
     name: str,
@@ -264,14 +233,18 @@ def evaluate_gate(
     config: GateConfig | None = None,
     client: MlflowClient | None = None,
     new_rows: pl.DataFrame | None = None,
+    *,
+    store: bool = False,
 ) -> GateResult:
     """Score challenger `version`, the champion and earlier champions on the same frozen evaluation rows.
 
     `eval_df` must be rows neither model trained on, from a watched branch (the trusted holdout).
     `new_rows`: held-out rows that are new since the champion's data (the signal check; None: none).
+    `store`: also write the result as the version's tags (`store_gate_result`), whichever check ended it.
     """
     cfg = config or GateConfig()
     c = client or MlflowClient()
+    store_in = c if store else None
     version = str(version)
     mv = c.get_model_version(name, version)
     at_gate = champion_version(name, c)
@@ -289,14 +262,14 @@ def evaluate_gate(
             model = mlflow.pyfunc.load_model(str(model_dir))
         except Exception as e:  # any load failure is a gate failure, with its reason
             checks.append(CheckResult(name="load", passed=False, detail=f"model does not load: {e}"))
-            return _finish(res, checks)
+            return _finish(res, checks, store_in)
         signature = model.metadata.signature
         schema = check_schema(signature, eval_df, spec)
         checks.append(schema)
         if not schema.passed:
-            return _finish(res, checks)
-        proba = _proba_matrix(model.predict(model_input(eval_df, signature)), spec)
-        new_proba = (_proba_matrix(model.predict(model_input(new_rows, signature)), spec)
+            return _finish(res, checks, store_in)
+        proba = proba_matrix(model.predict(model_input(eval_df, signature)), spec)
+        new_proba = (proba_matrix(model.predict(model_input(new_rows, signature)), spec)
                      if new_rows is not None and new_rows.height else None)
     # the champion first, then earlier champions: the best of them on these rows is the bar
     rivals: dict[str, np.ndarray] = {}
@@ -307,7 +280,7 @@ def evaluate_gate(
     champ_proba = rivals.get(champ) if champ else None
 
     y = encode_labels(eval_df, spec)
-    pos = spec.label_index(spec.positive) if len(spec.classes) > 2 else 1
+    pos = positive_column(spec)
     y_pos = y == pos
     idx = resample_indices(len(y), cfg.bootstrap_resamples, cfg.seed)
 
@@ -335,12 +308,12 @@ def evaluate_gate(
                                   detail=f"AUC {res.auc:.4f} vs floor {cfg.min_auc} (no champion)"))
 
     # slices
-    masks = _slice_masks(eval_df, spec)
+    masks = slice_masks(eval_df, spec)
     for s in spec.slices:
         mask = masks[s.name]
         n = int(mask.sum())
-        a = safe_auc(y[mask], proba[mask]) if n else None
-        b = safe_auc(y[mask], champ_proba[mask]) if (n and champ_proba is not None) else None
+        a = slice_auc(y, proba, mask)
+        b = slice_auc(y, champ_proba, mask) if champ_proba is not None else None
         if n < cfg.min_slice_rows or a is None:
             why = f"{n} rows (< {cfg.min_slice_rows})" if n < cfg.min_slice_rows else "one class only"
             res.slices.append(SliceResult(name=s.name, expr=s.expr, rows=n, auc=a, champion_auc=b, passed=True,
@@ -360,12 +333,12 @@ def evaluate_gate(
                                   idx, spec, cfg))
     y_new = encode_labels(new_rows, spec) == pos if new_proba is not None and new_rows is not None else y_pos[:0]
     checks.append(_signal_check(res, y_new, new_proba[:, pos] if new_proba is not None else proba[:0, pos], cfg))
-    return _finish(res, checks)
+    return _finish(res, checks, store_in)
 
 
 def _score(name: str, version: str, eval_df: pl.DataFrame, spec: DatasetSpec) -> np.ndarray:
     model = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
-    return _proba_matrix(model.predict(model_input(eval_df, model.metadata.signature)), spec)
+    return proba_matrix(model.predict(model_input(eval_df, model.metadata.signature)), spec)
 
 
 def _business_check(res: GateResult, y_pos: np.ndarray, p_pos: np.ndarray, rivals: dict[str, np.ndarray],
@@ -413,10 +386,12 @@ def _signal_check(res: GateResult, yy: np.ndarray, pp: np.ndarray, cfg: GateConf
         + ("" if ok else "; their labels carry no signal a model can find (shuffled or wrong labels?)")))
 
 
-def _finish(res: GateResult, checks: list[CheckResult]) -> GateResult:
+def _finish(res: GateResult, checks: list[CheckResult], store_in: MlflowClient | None) -> GateResult:
     res.checks = checks
     res.passed = all(c.passed for c in checks)
     res.reasons = [f"{c.name}: {c.detail}" for c in checks if not c.passed]
+    if store_in is not None:
+        store_gate_result(res, store_in)
     return res
 
 
@@ -427,17 +402,5 @@ def store_gate_result(result: GateResult, client: MlflowClient | None = None) ->
         c.set_model_version_tag(result.model_name, result.version, k, v)
 
 
-def run_gate(
-    name: str,
-    version: str,
-    eval_df: pl.DataFrame,
-    eval_commit: str,
-    spec: DatasetSpec,
-    config: GateConfig | None = None,
-    client: MlflowClient | None = None,
-    new_rows: pl.DataFrame | None = None,
-) -> GateResult:
-    """`evaluate_gate` + `store_gate_result`; promotion is `lakeloop.adapters.mlflow_registry.apply_gate`."""
-    result = evaluate_gate(name, version, eval_df, eval_commit, spec, config, client, new_rows)
-    store_gate_result(result, client)
-    return result
+# `evaluate_gate` + `store_gate_result`; promotion is `lakeloop.adapters.mlflow_registry.apply_gate`.
+run_gate = functools.partial(evaluate_gate, store=True)

@@ -39,6 +39,7 @@ from xgboost import XGBClassifier
 
 from lakeloop.settings import TrainSettings
 from lakeloop.spec import DatasetSpec
+from tasks.model.evaluation import SliceError, acts, business_value, positive_column, row_values, slice_auc, slice_masks
 from tasks.model.features import encode_labels, model_frame
 from tasks.model.folds import TrainError, check_labels, fold_splits, stratified_folds
 from tasks.model.metrics import safe_auc
@@ -112,12 +113,11 @@ def _fit(X: Any, y: np.ndarray, fit_idx: np.ndarray, valid_idx: np.ndarray | Non
     return model
 
 
-def _positive_proba(proba: np.ndarray) -> np.ndarray:
-    return proba[:, 1]
-
-
 def evaluate(df: pl.DataFrame, spec: DatasetSpec, y: np.ndarray, proba: np.ndarray) -> dict[str, float]:
-    """All metrics of probabilities `proba` against encoded labels `y` (used for OOF and for gates)."""
+    """Training's metrics of probabilities `proba` against encoded labels `y` (the out-of-fold report).
+
+    Value and slices come from `tasks.model.evaluation`, so they are the numbers the gate judges.
+    """
     n_classes = proba.shape[1]
     eps = 1e-7
     clipped = np.clip(proba, eps, 1 - eps)
@@ -127,35 +127,28 @@ def evaluate(df: pl.DataFrame, spec: DatasetSpec, y: np.ndarray, proba: np.ndarr
     if auc is not None:
         metrics["roc_auc"] = auc
     metrics["log_loss"] = float(log_loss(y, clipped, labels=list(range(n_classes))))
+    k = positive_column(spec)
+    y_pos, p_pos = y == k, proba[:, k]
     if n_classes == 2:
-        p1 = _positive_proba(proba)
-        pred = (p1 >= spec.business_threshold).astype(np.int64)
-        metrics["pr_auc"] = float(average_precision_score(y, p1)) if y.any() else 0.0
-        metrics["f1"] = float(f1_score(y, pred, zero_division=0))
-        pos, pred_pos = y == 1, pred == 1
+        metrics["pr_auc"] = float(average_precision_score(y, p_pos)) if y.any() else 0.0
+        metrics["f1"] = float(f1_score(y, acts(p_pos, spec).astype(np.int64), zero_division=0))
     else:
         onehot = np.eye(n_classes)[y]
         metrics["pr_auc"] = float(average_precision_score(onehot, proba, average="macro"))
         metrics["f1"] = float(f1_score(y, proba.argmax(axis=1), average="macro", zero_division=0))
-        k = spec.label_index(spec.positive)
-        pos, pred_pos = y == k, proba[:, k] >= spec.business_threshold
-    cm = spec.cost_matrix
-    value = (cm.true_positive * np.sum(pos & pred_pos) + cm.false_positive * np.sum(~pos & pred_pos)
-             + cm.true_negative * np.sum(~pos & ~pred_pos) + cm.false_negative * np.sum(pos & ~pred_pos))
-    metrics["business_value"] = float(value)
-    metrics["business_value_per_row"] = float(value) / max(len(y), 1)
+    metrics["business_value"] = float(row_values(y_pos, p_pos, spec).sum())
+    metrics["business_value_per_row"] = business_value(y_pos, p_pos, spec)
     metrics["accuracy"] = float(np.mean(proba.argmax(axis=1) == y))
-    for sl in spec.slices:
-        try:
-            mask = df.select(pl.sql_expr(sl.expr).fill_null(False).alias("m")).get_column("m").to_numpy()
-        except Exception as e:  # polars raises several error types for bad SQL
-            raise TrainError(f"slice {sl.name!r}: cannot evaluate expression {sl.expr!r}: {e}") from e
-        mask = mask.astype(bool)
-        metrics[f"slice.{sl.name}.rows"] = float(mask.sum())
-        if mask.sum() >= MIN_SLICE_ROWS:
-            sauc = safe_auc(y[mask], proba[mask])
-            if sauc is not None:
-                metrics[f"slice.{sl.name}.roc_auc"] = sauc
+    try:
+        masks = slice_masks(df, spec)
+    except SliceError as e:
+        raise TrainError(str(e)) from e
+    for name, mask in masks.items():
+        rows = int(mask.sum())
+        metrics[f"slice.{name}.rows"] = float(rows)
+        sauc = slice_auc(y, proba, mask) if rows >= MIN_SLICE_ROWS else None
+        if sauc is not None:
+            metrics[f"slice.{name}.roc_auc"] = sauc
     return metrics
 
 

@@ -52,7 +52,7 @@ def resolve_model_uri(model_uri: str, client: MlflowClient | None = None) -> Res
     return ResolvedModel(model_uri, None, None)
 
 
-def batch_inference(
+def predict_batch(
     df: pl.DataFrame,
     model_uri: str | None = None,
     *,

@@ -25,6 +25,7 @@ from lakeloop.spec import DatasetSpec
 from tasks.data.drift import DriftReport, detect_drift
 from tasks.data.profiling import profile_frame
 from tasks.data.whylogs_compat import DatasetProfileView, drift_scores
+from tasks.model.evaluation import proba_matrix
 from tasks.model.features import encode_labels
 from tasks.model.metrics import auc_score
 from tasks.serving.inference import profile_predictions
@@ -107,11 +108,7 @@ def performance_decay(predictions: pl.DataFrame, labels: pl.DataFrame, spec: Dat
         return Performance(labelled_rows=n, auc_now=None, auc_reference=auc_reference, decay=None,
                            concept_drift=False, detail=f"only {n} labelled rows (< {min_rows}); not judged")
     y = encode_labels(joined, spec)
-    if len(spec.classes) == 2:
-        p = joined.get_column("probability").cast(pl.Float64).to_numpy()
-        proba = np.column_stack([1.0 - p, p])
-    else:
-        proba = np.column_stack([joined.get_column(f"probability_{c}").to_numpy() for c in spec.classes])
+    proba = proba_matrix(joined, spec)
     if len(np.unique(y)) < 2:
         return Performance(labelled_rows=n, auc_now=None, auc_reference=auc_reference, decay=None,
                            concept_drift=False, detail="labels have a single class; AUC undefined")
