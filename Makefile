@@ -35,9 +35,10 @@ up: setup
 down:
 	@test -x $(BIN)/lakeloop && $(BIN)/lakeloop down || true
 
-lint: $(STAMP)
+lint: $(STAMP)  ## ruff, mypy and the import-direction contracts
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 lock:  ## re-resolve pins after editing pyproject.toml
 	$(BIN)/uv pip compile -q pyproject.toml --extra dev --python-version 3.11 -o requirements.lock
