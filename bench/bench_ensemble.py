@@ -35,8 +35,10 @@ from bench.results_io import record  # noqa: E402
 from infra.demo.synth import synth_batch  # noqa: E402
 from lakeloop.spec import DatasetSpec  # noqa: E402
 from tasks.model.candidates import Lineage, _subspec, build_candidates  # noqa: E402
-from tasks.model.ensemble import EnsemblePlan, auc_weights, model_input, save_ensemble, select_members  # noqa: E402
+from tasks.model.ensemble import EnsemblePlan, auc_weights, select_members  # noqa: E402
 from tasks.model.features import model_frame, numeric_matrix  # noqa: E402
+from tasks.model.model_contract import model_input  # noqa: E402
+from tasks.model.model_logging import save_ensemble  # noqa: E402
 
 SPEC_PATH = Path(__file__).resolve().parents[1] / "examples" / "churn" / "spec.yaml"
 

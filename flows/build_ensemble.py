@@ -14,7 +14,7 @@ from lakeloop.outcomes import ModelRef
 from tasks.data import dataset
 from tasks.data.profiling import ProfileStore, dataset_profile, to_bytes
 from tasks.model.candidates import build_candidates
-from tasks.model.ensemble import log_ensemble
+from tasks.model.model_logging import log_ensemble
 
 search = step("search-candidates", build_candidates)
 package = step("log-voting-ensemble", log_ensemble)

@@ -1,4 +1,4 @@
-"""Candidates, voting and the self-contained ensemble pyfunc."""
+"""Candidates, voting and the self-contained pyfunc (ensembles, and single models as ensembles of one)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ import pytest
 from mlflow import MlflowClient
 
 from infra.demo.synth import synth_batch
+from lakeloop.adapters.mlflow_tracking import TrackingError
+from lakeloop.settings import TrainSettings
 from lakeloop.spec import DatasetSpec
 from tasks.model.candidates import (
     CandidateSet,
@@ -20,18 +22,15 @@ from tasks.model.candidates import (
     predict_proba,
 )
 from tasks.model.candidates import MemberConfig as Cfg
-from tasks.model.ensemble import (
-    log_ensemble,
-    model_input,
-    rt_model_frame,
-    rt_numeric_matrix,
-    save_ensemble,
-    select_members,
-    vote,
-)
+from tasks.model.ensemble import select_members, single_member_plan
 from tasks.model.features import model_frame, numeric_matrix
 from tasks.model.folds import stratified_folds
 from tasks.model.metrics import auc_score
+from tasks.model.model_contract import REQUIRED_MODEL_FILES, model_input, model_signature
+from tasks.model.model_logging import log_ensemble, save_ensemble, save_pyfunc
+from tasks.model.pyfunc import rt_model_frame, rt_numeric_matrix, vote
+from tasks.model.train import train_xgb
+from tasks.model.training_run import load_xgb, xgb_member
 from tests.fixtures.ensemble import make_lineage
 
 
@@ -41,7 +40,7 @@ def test_runtime_encoding_matches_tasks_features(churn_spec: DatasetSpec) -> Non
     df = synth_batch(600, seed=3, invalid_rate=0.2).data  # unknown categories, nulls, out-of-range values
     spec_dict = churn_spec.model_dump(mode="json")
     feats = churn_spec.model_features
-    for pdf in (df.to_pandas(), model_input(df.drop("churn"), _sig(churn_spec))):
+    for pdf in (df.to_pandas(), model_input(df.drop("churn"), model_signature(churn_spec))):
         got = rt_model_frame(pdf, spec_dict, feats)
         want = model_frame(df, churn_spec)
         assert list(got.columns) == list(want.columns)
@@ -53,12 +52,6 @@ def test_runtime_encoding_matches_tasks_features(churn_spec: DatasetSpec) -> Non
                 np.testing.assert_array_equal(got[c].to_numpy(), want[c].to_numpy())
         np.testing.assert_array_equal(rt_numeric_matrix(pdf, spec_dict, feats), numeric_matrix(df, churn_spec))
     assert (model_frame(df, churn_spec)["contract"].isna()).any(), "fixture should contain unknown categories"
-
-
-def _sig(spec: DatasetSpec):  # type: ignore[no-untyped-def]
-    from tasks.model.ensemble import model_signature
-
-    return model_signature(spec)
 
 
 def test_vote_modes() -> None:
@@ -192,8 +185,8 @@ def test_pyfunc_roundtrip_matches_members(mlflow_uri: str, churn_candidates: Can
     assert auc > 0.75, auc
 
 
-def test_multiclass_ensemble_saves_loads_and_predicts(tmp_path: Path) -> None:
-    """Three classes end to end without a server: folds, members, vote, per-class columns."""
+def _tiers() -> tuple[DatasetSpec, pl.DataFrame]:
+    """A three-class dataset with a categorical feature (positive class = the last one, `high`)."""
     spec = DatasetSpec.model_validate({
         "name": "tiers", "id_column": "id", "label_column": "tier", "classes": ["low", "mid", "high"],
         "features": [{"name": "x1", "type": "numeric"}, {"name": "x2", "type": "numeric"},
@@ -205,7 +198,13 @@ def test_multiclass_ensemble_saves_loads_and_predicts(tmp_path: Path) -> None:
     kind = rng.choice(["a", "b"], n)
     score = x1 + 0.5 * x2 + (kind == "b") + rng.normal(scale=0.7, size=n)
     tier = np.where(score < -0.5, "low", np.where(score < 0.8, "mid", "high"))
-    df = pl.DataFrame({"id": [f"r{i}" for i in range(n)], "x1": x1, "x2": x2, "kind": kind, "tier": tier})
+    return spec, pl.DataFrame({"id": [f"r{i}" for i in range(n)], "x1": x1, "x2": x2, "kind": kind, "tier": tier})
+
+
+def test_multiclass_ensemble_saves_loads_and_predicts(tmp_path: Path) -> None:
+    """Three classes end to end without a server: folds, members, vote, per-class columns."""
+    spec, df = _tiers()
+    n, tier = df.height, df.get_column("tier").to_numpy()
     feats = tuple(spec.model_features)
     cfgs = [Cfg("xgb", "xgboost", {"n_estimators": 60, "max_depth": 3, "random_state": 0}, feats),
             Cfg("logreg", "logreg", {"C": 1.0}, feats)]
@@ -223,3 +222,43 @@ def test_multiclass_ensemble_saves_loads_and_predicts(tmp_path: Path) -> None:
     np.testing.assert_allclose(pred["probability"], pred["probability_high"])  # positive = last class
     assert (pred["label"].astype(str).to_numpy() == np.array(spec.classes)[per_class.argmax(axis=1)]).all()
     assert (pred["label"].astype(str).to_numpy() == tier).mean() > 0.6
+    with pytest.raises(TrackingError, match="not a single-XGBoost"):  # two members: no one classifier to hand out
+        load_xgb(str(tmp_path / "model"))
+
+
+@pytest.mark.parametrize("dataset", ["churn", "tiers"])
+def test_single_model_is_an_ensemble_of_one(tmp_path: Path, churn_spec: DatasetSpec, dataset: str) -> None:
+    """What `log_training` ships: the trained classifier as the only member, predicting exactly like it."""
+    if dataset == "churn":
+        spec, df = churn_spec, synth_batch(800, seed=5).data
+        rows = synth_batch(400, seed=6).data.with_row_index("i").with_columns(  # an unknown category, nulls
+            pl.when(pl.col("i") < 20).then(pl.lit("weekly")).when(pl.col("i") < 40).then(None)
+            .otherwise(pl.col("contract")).alias("contract")).drop("i")
+    else:
+        spec, df = _tiers()
+        rows = df.head(400)
+    result = train_xgb(df, spec, TrainSettings(folds=3, n_estimators=30, early_stopping_rounds=5, n_jobs=1))
+    member = xgb_member(result)
+    plan = single_member_plan(member)
+    assert plan.names == ["xgboost"] and plan.weights == [1.0] and plan.cv_auc == result.metrics["roc_auc"]
+    save_pyfunc(tmp_path / "model", [member], plan, spec, result.example)
+    assert all((tmp_path / "model" / f).exists() for f in REQUIRED_MODEL_FILES)
+
+    model = mlflow.pyfunc.load_model(str(tmp_path / "model"))
+    assert [c.name for c in model.metadata.signature.inputs.inputs] == spec.model_features
+    pred = model.predict(model_input(rows, model.metadata.signature))
+    want = result.model.predict_proba(model_frame(rows, spec))
+    classes = result.class_names
+    positive = classes.index(spec.positive)
+    np.testing.assert_allclose(pred["probability"].to_numpy(), want[:, positive], rtol=1e-6)
+    if len(classes) == 2:
+        assert list(pred.columns) == ["label", "probability"]
+        expected = np.where(want[:, positive] >= spec.business_threshold, spec.positive, classes[1 - positive])
+    else:
+        assert list(pred.columns) == ["label", "probability"] + [f"probability_{c}" for c in spec.classes]
+        np.testing.assert_allclose(pred[[f"probability_{c}" for c in classes]].to_numpy(), want, rtol=1e-6)
+        expected = np.asarray(classes)[want.argmax(axis=1)]
+    assert pred["label"].astype(str).tolist() == expected.tolist()
+
+    xgb = load_xgb(str(tmp_path / "model"))
+    np.testing.assert_allclose(xgb.predict_proba(model_frame(rows, spec)), want, rtol=1e-6)

@@ -22,8 +22,9 @@ from lakeloop.adapters.mlflow_registry import (
 from lakeloop.spec import DatasetSpec
 from lakeloop.state import Ledger
 from tasks.model.candidates import CandidateSet, MemberConfig, build_candidates
-from tasks.model.ensemble import log_ensemble, model_signature
 from tasks.model.gate import GateConfig, check_schema, evaluate_gate, run_gate
+from tasks.model.model_contract import model_signature
+from tasks.model.model_logging import log_ensemble
 from tasks.model.promotion import gate_and_promote
 from tests.fixtures.ensemble import make_lineage
 

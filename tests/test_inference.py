@@ -20,10 +20,16 @@ import pytest
 from infra.demo.synth import synth_batch
 from lakeloop.adapters.lakefs import Lake
 from lakeloop.adapters.mlflow_registry import promote
+from lakeloop.settings import TrainSettings
 from lakeloop.spec import DatasetSpec
 from tasks.data.profiling import profile_frame
 from tasks.model.candidates import CandidateSet
-from tasks.model.ensemble import log_ensemble, model_input
+from tasks.model.ensemble import single_member_plan
+from tasks.model.features import model_frame
+from tasks.model.model_contract import model_input, model_signature
+from tasks.model.model_logging import log_ensemble, save_pyfunc
+from tasks.model.train import train_xgb
+from tasks.model.training_run import xgb_member
 from tasks.serving.inference import predict_batch, predictions_path, profile_predictions, write_predictions
 from tasks.serving.monitoring import monitor, output_drift
 
@@ -123,6 +129,22 @@ def test_champion_loads_in_fresh_isolated_process(mlflow_uri: str, champion: tup
     got = _run_fresh(sys.executable, uri, frame, tmp_path, env)
     assert list(got["label"]) == list(want["label"])
     np.testing.assert_allclose(got["probability"].to_numpy(), want["probability"].to_numpy(), atol=1e-9)
+
+
+def test_single_model_loads_in_fresh_isolated_process(churn_spec: DatasetSpec, churn_train: pl.DataFrame,
+                                                      tmp_path: Path) -> None:
+    """What `log_training` ships (one XGBoost member) is as self-contained as an ensemble: no lakeloop needed."""
+    result = train_xgb(churn_train, churn_spec, TrainSettings(folds=3, n_estimators=40, early_stopping_rounds=5,
+                                                              n_jobs=1))
+    member = xgb_member(result)
+    model_dir = tmp_path / "model"
+    save_pyfunc(model_dir, [member], single_member_plan(member), churn_spec, result.example)
+    rows = churn_train.head(300)
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path), "MLFLOW_DISABLE_TELEMETRY": "true",
+           "DO_NOT_TRACK": "true"}
+    got = _run_fresh(sys.executable, str(model_dir), model_input(rows, model_signature(churn_spec)), tmp_path, env)
+    want = result.model.predict_proba(model_frame(rows, churn_spec))[:, 1]
+    np.testing.assert_allclose(got["probability"].to_numpy(), want, rtol=1e-6)
 
 
 @pytest.mark.integration

@@ -22,8 +22,9 @@ from lakeloop.spec import DatasetSpec
 from tasks.data.drift import detect_drift
 from tasks.data.profiling import from_bytes, profile_frame, profile_rows, to_bytes
 from tasks.model.features import model_frame
+from tasks.model.model_contract import model_input
 from tasks.model.train import train_xgb
-from tasks.model.training_run import load_xgb, log_training, oof_frame, raw_model_input
+from tasks.model.training_run import load_xgb, log_training, oof_frame
 
 pytestmark = pytest.mark.integration
 
@@ -101,7 +102,7 @@ def test_log_register_and_lineage_both_ways(mlflow_server: str, trained, churn_s
     # the registered model loads back through pyfunc (raw spec features in) and predicts like the trained one
     model = mlflow.pyfunc.load_model(rec.model_uri)
     rows = data.head(50)
-    pred = model.predict(raw_model_input(rows, churn_spec))
+    pred = model.predict(model_input(rows, model.metadata.signature))
     expected = result.model.predict_proba(model_frame(rows, churn_spec))[:, 1]
     np.testing.assert_allclose(pred["probability"].to_numpy(), expected, rtol=1e-6)
     want = np.where(expected >= churn_spec.business_threshold, "yes", "no")

@@ -44,11 +44,11 @@ from pydantic import BaseModel, Field
 
 from lakeloop.adapters.mlflow_registry import champion_version, past_champions
 from lakeloop.spec import DatasetSpec
-from tasks.model.ensemble import REQUIRED_MODEL_FILES, model_input
 from tasks.model.evaluation import business_value, positive_column, proba_matrix, row_values, slice_auc, slice_masks
 from tasks.model.evidence import Interval, auc_difference, auc_interval, mean_difference, resample_indices
 from tasks.model.features import encode_labels
 from tasks.model.metrics import safe_auc
+from tasks.model.model_contract import REQUIRED_MODEL_FILES, model_input
 
 TAG_VALUE_MAX = 4900
 

@@ -1,9 +1,11 @@
 """What a training run logs to MLflow: params, metrics, the model as a pyfunc, the training profile,
-the drift report and out-of-fold probabilities, then a registered version carrying the lineage."""
+the drift report and out-of-fold probabilities, then a registered version carrying the lineage.
+
+The model is the one lakeloop pyfunc (`tasks.model.pyfunc`) with the classifier as its only
+member, so single models and ensembles share one output contract and one loader."""
 
 from __future__ import annotations
 
-import json
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -12,7 +14,6 @@ import mlflow
 import mlflow.pyfunc
 import numpy as np
 import polars as pl
-from mlflow.pyfunc import PythonModel
 
 from lakeloop.adapters.mlflow_tracking import (
     MODEL_ARTIFACT_PATH,
@@ -29,93 +30,10 @@ from lakeloop.settings import MLflowSettings, get_settings
 from lakeloop.spec import DatasetSpec
 from tasks.data.drift import DriftReport
 from tasks.data.profiling import from_bytes, summarize
-from tasks.model.ensemble import io_schemas
+from tasks.model.candidates import Member
+from tasks.model.ensemble import single_member_plan
+from tasks.model.model_logging import log_pyfunc
 from tasks.model.train import TrainResult
-
-
-class XGBSpecModel(PythonModel):  # type: ignore[misc]
-    """pyfunc over one XGBoost classifier that takes the spec's raw features.
-
-    Why not the plain `mlflow.xgboost` flavor: its pyfunc enforces the signature, and MLflow
-    schemas have no categorical type, so categoricals arrive as strings and XGBoost (trained on
-    pandas `category` columns) rejects them. This wrapper re-applies the spec's fixed category
-    lists (the same encoding as `tasks.model.features.model_frame`) and returns the same columns as
-    the ensemble pyfunc: `label`, `probability` (positive class) and, for multiclass,
-    `probability_<class>`. The XGBoost model itself is the `xgb_model` artifact (.ubj).
-    """
-
-    def load_context(self, context: Any) -> None:
-        from xgboost import XGBClassifier
-
-        with open(context.artifacts["spec"]) as fh:
-            self.spec: dict[str, Any] = json.load(fh)
-        with open(context.artifacts["meta"]) as fh:
-            self.meta: dict[str, Any] = json.load(fh)
-        self.model = XGBClassifier()
-        self.model.load_model(context.artifacts["xgb_model"])
-        self.model.set_params(n_jobs=1)
-
-    def predict(self, context: Any, model_input, params: dict[str, Any] | None = None) -> Any:  # type: ignore[no-untyped-def]
-        import pandas as pd
-
-        frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
-        frame = frame.reset_index(drop=True)
-        features = {f["name"]: f for f in self.spec["features"]}
-        cols: dict[str, Any] = {}
-        for name in self.meta["features"]:
-            f = features[name]
-            if name not in frame.columns:
-                raise ValueError(f"model input is missing feature column {name!r}")
-            if f["type"] == "categorical":
-                values = frame[name].astype(object).where(frame[name].notna(), None)
-                cols[name] = pd.Categorical(values, categories=f["categories"])
-            else:
-                cols[name] = pd.to_numeric(frame[name], errors="raise").astype("float64")
-        proba = np.asarray(self.model.predict_proba(pd.DataFrame(cols)), dtype="float64")
-        classes: list[str] = self.meta["class_names"]
-        positive = classes.index(self.meta["positive"])
-        if len(classes) == 2:
-            labels = np.where(proba[:, positive] >= self.meta["threshold"], positive, 1 - positive)
-        else:
-            labels = proba.argmax(axis=1)
-        out = pd.DataFrame({"label": np.asarray(classes, dtype=object)[labels],
-                            "probability": proba[:, positive]})
-        if len(classes) > 2:
-            for i, c in enumerate(classes):
-                out[f"probability_{c}"] = proba[:, i]
-        return out
-
-
-def model_signature(spec: DatasetSpec) -> Any:
-    """Raw spec features in, `label` + `probability` out (same contract as the ensemble pyfunc)."""
-    from mlflow.models.signature import ModelSignature
-
-    inputs, outputs = io_schemas(spec)
-    return ModelSignature(inputs=inputs, outputs=outputs)
-
-
-def raw_model_input(df: pl.DataFrame, spec: DatasetSpec) -> Any:
-    """The spec's model features as pandas with the signature's dtypes (for examples and callers)."""
-    from lakeloop.spec import FeatureType
-
-    exprs = []
-    for name in spec.model_features:
-        f = spec.feature(name)
-        if f.type == FeatureType.categorical:
-            exprs.append(pl.col(name).cast(pl.Utf8))
-        elif f.type == FeatureType.boolean:
-            exprs.append(pl.col(name).cast(pl.Boolean))
-        elif f.type == FeatureType.integer and not f.nullable:
-            exprs.append(pl.col(name).cast(pl.Int64))
-        else:
-            exprs.append(pl.col(name).cast(pl.Float64))
-    return df.select(exprs).to_pandas()
-
-
-def pip_requirements() -> list[str]:
-    from importlib.metadata import version
-
-    return [f"{pkg}=={version(pkg)}" for pkg in ("mlflow", "xgboost", "pandas", "numpy", "scikit-learn")]
 
 
 def oof_frame(result: TrainResult, data: pl.DataFrame, spec: DatasetSpec) -> pl.DataFrame:
@@ -165,7 +83,9 @@ def log_training(
         for fm in result.fold_metrics:
             step = int(fm.get("fold", 0))
             mlflow.log_metrics({f"fold.{k}": float(v) for k, v in fm.items() if k != "fold"}, step=step)
-        info = _log_pyfunc(result, spec, example if example is not None else result.example)
+        member, ex = xgb_member(result), example if example is not None else result.example
+        info = log_pyfunc(MODEL_ARTIFACT_PATH, [member], single_member_plan(member), spec,
+                          ex.head(5) if ex is not None else None)
         mlflow.log_dict(
             {"features": result.feature_names, "class_names": result.class_names,
              "best_iterations": result.best_iterations, "fold_metrics": result.fold_metrics,
@@ -194,30 +114,25 @@ def log_training(
                        version=version)
 
 
-def _log_pyfunc(result: TrainResult, spec: DatasetSpec, example: pl.DataFrame | None) -> Any:
-    meta = {"features": result.feature_names, "class_names": result.class_names, "positive": spec.positive,
-            "threshold": spec.business_threshold}
-    with tempfile.TemporaryDirectory() as tmp:
-        model_path = Path(tmp) / "model.ubj"
-        result.model.save_model(str(model_path))
-        spec_path = Path(tmp) / "spec.json"
-        spec_path.write_text(json.dumps(spec.model_dump(mode="json")))
-        meta_path = Path(tmp) / "meta.json"
-        meta_path.write_text(json.dumps(meta))
-        input_example = raw_model_input(example.head(5), spec) if example is not None else None
-        return mlflow.pyfunc.log_model(
-            name=MODEL_ARTIFACT_PATH,
-            python_model=XGBSpecModel(),
-            artifacts={"xgb_model": str(model_path), "spec": str(spec_path), "meta": str(meta_path)},
-            signature=model_signature(spec),
-            input_example=input_example,
-            pip_requirements=pip_requirements(),
-        )
+def xgb_member(result: TrainResult) -> Member:
+    """The trained classifier as the only member of a plan: a single model ships as an ensemble of one."""
+    return Member(name="xgboost", kind="xgboost", params=result.params, features=list(result.feature_names),
+                  oof=result.oof_proba, cv_auc=float(result.metrics.get("roc_auc", float("nan"))),
+                  model=result.model)
 
 
 def load_xgb(model_uri: str) -> Any:
-    """The XGBClassifier inside a model logged by `log_training`."""
+    """The XGBClassifier inside a model logged by `log_training` (its pyfunc's only member).
+
+    Checked by shape, not by class: the pyfunc class is pickled by value, so a loaded one need
+    not be `tasks.model.pyfunc.VotingEnsemble` itself.
+    """
+    from xgboost import XGBClassifier  # lazily: train.py sets passive OpenMP waiting before xgboost loads
+
     model = mlflow.pyfunc.load_model(model_uri).unwrap_python_model()
-    if not isinstance(model, XGBSpecModel):
+    members = getattr(model, "members", None)
+    if not members or len(members) != 1 or members[0][0].get("kind") != "xgboost":
         raise TrackingError(f"{model_uri} is not a single-XGBoost lakeloop model")
-    return model.model
+    classifier = XGBClassifier()
+    classifier.load_model(bytearray(members[0][1].save_raw("ubj")))  # the file keeps the sklearn metadata
+    return classifier

@@ -21,7 +21,7 @@ from lakeloop.adapters.lakefs import Lake
 from lakeloop.layout import PREDICTIONS_PREFIX
 from lakeloop.settings import get_settings
 from tasks.data.whylogs_compat import DatasetProfileView, profile_pandas
-from tasks.model.ensemble import model_input
+from tasks.model.model_contract import model_input
 
 SHORT_COMMIT = 12
 
