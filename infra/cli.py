@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -35,13 +34,7 @@ def lakefs_serve(
     """Run the lakeFS-compatible server in the foreground (credentials from LAKEFS_ACCESS_KEY_ID/SECRET)."""
     from infra.lakefs_server.serve import serve
 
-    serve(
-        host=host,
-        port=port,
-        data_dir=data_dir,
-        access_key_id=os.environ.get("LAKEFS_ACCESS_KEY_ID"),
-        secret_access_key=os.environ.get("LAKEFS_SECRET_ACCESS_KEY"),
-    )
+    serve(host=host, port=port, data_dir=data_dir)  # credentials: `serve` reads the environment
 
 
 @app.command()

@@ -22,6 +22,11 @@ from urllib.parse import urlsplit
 import httpx
 
 
+def log_file(home: Path, service: str) -> Path:
+    """Where a service of the local stack logs: one folder under `home`, one file named after the service."""
+    return Path(home) / "logs" / f"{service}.log"
+
+
 def free_port() -> int:
     """A free TCP port on loopback (racy by nature, fine for local stacks)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:

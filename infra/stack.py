@@ -15,19 +15,13 @@ from urllib.parse import urlparse
 import httpx
 from rich.console import Console
 
+from infra.bridge import service as bridge
+from infra.local import label_studio, lakefs, mlflow, prefect
 from infra.procs import Service, read_pidfile, record_service, stop_pid
 from lakeloop.settings import ROOT, Settings
 
-TELEMETRY_OFF = {
-    "DO_NOT_TRACK": "true",
-    "MLFLOW_DISABLE_TELEMETRY": "true",
-    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-    "PREFECT_SERVER_UI_SHOW_PROMOTIONAL_CONTENT": "false",
-    "LATEST_VERSION_CHECK": "false",
-    "COLLECT_ANALYTICS": "false",
-    "SENTRY_DSN": "",
-    "FRONTEND_SENTRY_DSN": "",
-}
+# every product's telemetry switch, as its launcher sets it for its own server
+TELEMETRY_OFF = {**mlflow.TELEMETRY_OFF, **prefect.TELEMETRY_OFF, **label_studio.TELEMETRY_OFF}
 
 
 def _port(url: str) -> int:
@@ -46,11 +40,11 @@ def _healthy(url: str) -> bool:
 
 def health_urls(s: Settings) -> dict[str, str]:
     return {
-        "lakefs": f"{s.lakefs.endpoint}/api/v1/healthcheck",
-        "mlflow": f"{s.mlflow.tracking_uri}/health",
-        "prefect": f"{s.prefect.api_url}/health",
-        "bridge": f"{s.bridge.url}/health",
-        "label-studio": f"{s.label_studio.url}/health",
+        "lakefs": f"{s.lakefs.endpoint}{lakefs.HEALTH_PATH}",
+        "mlflow": f"{s.mlflow.tracking_uri}{mlflow.HEALTH_PATH}",
+        "prefect": f"{s.prefect.api_url}{prefect.HEALTH_PATH}",
+        "bridge": f"{s.bridge.url}{bridge.HEALTH_PATH}",
+        "label-studio": f"{s.label_studio.url}{label_studio.HEALTH_PATH}",
     }
 
 
@@ -78,11 +72,7 @@ def service_env(s: Settings) -> dict[str, str]:
 
 def start_stack(s: Settings, with_label_studio: bool = True) -> dict[str, Service | str]:
     """Start whatever is not already answering; returns name -> Service (or URL if it was already up)."""
-    from infra.bridge.service import start_bridge
     from infra.deploy import deploy_all
-    from infra.local.lakefs import start_lakefs
-    from infra.local.mlflow import start_mlflow
-    from infra.local.prefect import ensure_work_pool, start_prefect_server, start_worker
 
     os.environ.update(service_env(s))
     s.home.mkdir(parents=True, exist_ok=True)
@@ -99,23 +89,21 @@ def start_stack(s: Settings, with_label_studio: bool = True) -> dict[str, Servic
         record_service(pidfile, svc)
         result[name] = svc
 
-    ensure("lakefs", s.lakefs.endpoint, lambda: start_lakefs(
+    ensure("lakefs", s.lakefs.endpoint, lambda: lakefs.start_lakefs(
         s.home, _port(s.lakefs.endpoint), s.lakefs.access_key_id, s.lakefs.secret_access_key,
         hook_token=s.bridge.secret))
-    ensure("mlflow", s.mlflow.tracking_uri, lambda: start_mlflow(s.home, _port(s.mlflow.tracking_uri)))
-    ensure("prefect", s.prefect.api_url, lambda: start_prefect_server(s.home, _port(s.prefect.api_url)))
+    ensure("mlflow", s.mlflow.tracking_uri, lambda: mlflow.start_mlflow(s.home, _port(s.mlflow.tracking_uri)))
+    ensure("prefect", s.prefect.api_url, lambda: prefect.start_prefect_server(s.home, _port(s.prefect.api_url)))
     if with_label_studio:
-        from infra.local.label_studio import ensure_venv, start_label_studio
-
-        ensure_venv(ROOT)
-        ensure("label-studio", s.label_studio.url, lambda: start_label_studio(
+        label_studio.ensure_venv(ROOT)
+        ensure("label-studio", s.label_studio.url, lambda: label_studio.start_label_studio(
             s.home, _port(s.label_studio.url), s.label_studio.api_token,
             s.label_studio.username, s.label_studio.password))
 
-    ensure_work_pool(s.prefect.api_url, s.prefect.work_pool)
+    prefect.ensure_work_pool(s.prefect.api_url, s.prefect.work_pool)
     deploy_all(s.prefect.api_url, s.prefect.work_pool, ROOT)
-    ensure("worker", s.prefect.api_url, lambda: start_worker(s.prefect.api_url, s.prefect.work_pool, s.home))
-    ensure("bridge", s.bridge.url, lambda: start_bridge(
+    ensure("worker", s.prefect.api_url, lambda: prefect.start_worker(s.prefect.api_url, s.prefect.work_pool, s.home))
+    ensure("bridge", s.bridge.url, lambda: bridge.start_bridge(
         s.home, _port(s.bridge.url), api_url=s.prefect.api_url, secret=s.bridge.secret, lakefs=s.lakefs,
         repositories=[s.lakefs.repository], spec_path=s.spec_path))
     _prepare_lake(s)

@@ -14,7 +14,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from infra.demo.synth import COLUMNS, InvalidKind, synth_batch, synth_cli, truth_name, write_batches
+from infra.demo.synth import COLUMNS, InvalidKind, synth_batch, truth_name, write_batches
 from lakeloop.spec import DatasetSpec
 from tasks.model.features import encode_labels, numeric_matrix
 
@@ -156,7 +156,7 @@ def test_bad_knobs_are_refused() -> None:
 
 
 def test_write_batches_and_cli_write_parquet_and_truth(tmp_path: Path) -> None:
-    paths = synth_cli(tmp_path / "out", n=300, batches=3, seed=1, label_noise=0.1, invalid_rate=0.05)
+    paths = write_batches(tmp_path / "out", n=300, batches=3, seed=1, label_noise=0.1, invalid_rate=0.05)
     assert [p.name for p in paths] == ["batch-0000.parquet", "batch-0001.parquet", "batch-0002.parquet"]
     frames = [pl.read_parquet(p) for p in paths]
     assert [f.height for f in frames] == [300, 300, 300]
@@ -170,7 +170,16 @@ def test_write_batches_and_cli_write_parquet_and_truth(tmp_path: Path) -> None:
     assert clean_ids.n_unique() == clean_ids.len() == 900 - 3 * round(300 * 0.05)
     # The truth file is hidden from `batch-*` globs so it never gets uploaded as data.
     assert sorted(p.name for p in (tmp_path / "out").glob("batch-*.parquet")) == [p.name for p in paths]
-    again = write_batches(tmp_path / "again", n=300, batches=3, seed=1, label_noise=0.1, invalid_rate=0.05)
+    # `lakeloop data synth` with the same knobs writes the same batches.
+    from typer.testing import CliRunner
+
+    from infra.cli import app
+
+    args = ["--out", str(tmp_path / "again"), "--rows", "300", "--batches", "3", "--seed", "1",
+            "--label-noise", "0.1", "--invalid-rate", "0.05"]
+    result = CliRunner().invoke(app, ["data", "synth", *args])
+    assert result.exit_code == 0, result.output
+    again = sorted((tmp_path / "again").glob("batch-*.parquet"))
     assert all(pl.read_parquet(a).equals(f) for a, f in zip(again, frames, strict=True))
 
 

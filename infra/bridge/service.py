@@ -6,10 +6,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from infra.procs import Service, start_service
+from infra.procs import Service, log_file, start_service
 from lakeloop.settings import LakeFSSettings, Settings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+HEALTH_PATH = "/health"
 
 
 def build_config(settings: Settings, *, gate: bool = True):  # type: ignore[no-untyped-def]
@@ -74,8 +75,8 @@ def start_bridge(
         cmd += ["--repository", r]
     return start_service(
         "bridge", cmd,
-        health_url=f"http://127.0.0.1:{port}/health",
+        health_url=f"http://127.0.0.1:{port}{HEALTH_PATH}",
         url=f"http://127.0.0.1:{port}",
-        log_path=home / "logs" / "bridge.log",
+        log_path=log_file(home, "bridge"),
         env=env, cwd=PROJECT_ROOT, timeout=timeout,
     )

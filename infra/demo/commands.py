@@ -27,10 +27,10 @@ def data_synth(
     invalid_rate: float = 0.0,
 ) -> None:
     """Write synthetic churn batches (true labels kept aside in a truth file)."""
-    from infra.demo.synth import synth_cli
+    from infra.demo.synth import write_batches
 
-    paths = synth_cli(
-        out=out,
+    paths = write_batches(
+        out,
         n=rows,
         batches=batches,
         seed=seed,

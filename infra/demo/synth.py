@@ -362,19 +362,3 @@ def truth_name(prefix: str = "batch") -> str:
     """File name of the truth parquet `write_batches` writes beside its batches."""
     return f"_{prefix}-truth.parquet"
 
-
-def synth_cli(
-    out: Path,
-    n: int,
-    batches: int,
-    seed: int,
-    covariate_drift: float = 0.0,
-    concept_drift: float = 0.0,
-    label_noise: float = 0.0,
-    invalid_rate: float = 0.0,
-) -> list[Path]:
-    """Entry point for `lakeloop data synth`: parquet batches plus truth parquet under `out`."""
-    return write_batches(
-        out, n=n, batches=batches, seed=seed, covariate_drift=covariate_drift,
-        concept_drift=concept_drift, label_noise=label_noise, invalid_rate=invalid_rate,
-    )

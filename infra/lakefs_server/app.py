@@ -102,6 +102,22 @@ def _meta(d: dict[str, Any], key: str = "metadata") -> dict[str, str]:
     return {str(k): x for k, x in v.items()}
 
 
+def _overrides(d: dict[str, Any]) -> dict[str, Any]:
+    """`commit_overrides` of a revert or cherry-pick body (absent: none)."""
+    overrides = d.get("commit_overrides") or {}
+    if not isinstance(overrides, dict):
+        raise ApiError(400, "commit_overrides: must be an object")
+    return overrides
+
+
+def _object_path(request: Request) -> str:
+    """The `path` query parameter every object endpoint requires."""
+    path = request.query_params.get("path", "")
+    if not path:
+        raise ApiError(400, "path: required")
+    return path
+
+
 def js(obj: Any, status: int = 200) -> Response:
     return JSONResponse(obj, status_code=status)
 
@@ -284,9 +300,7 @@ class Server:
         pn = d.get("parent_number")
         if not isinstance(pn, int) or isinstance(pn, bool):
             raise ApiError(400, "parent_number: required integer")
-        overrides = d.get("commit_overrides") or {}
-        if not isinstance(overrides, dict):
-            raise ApiError(400, "commit_overrides: must be an object")
+        overrides = _overrides(d)
         self.svc.revert(
             ctx.p("repository"),
             ctx.p("branch"),
@@ -303,9 +317,7 @@ class Server:
         pn = d.get("parent_number", 0)
         if not isinstance(pn, int) or isinstance(pn, bool):
             raise ApiError(400, "parent_number: must be an integer")
-        overrides = d.get("commit_overrides") or {}
-        if not isinstance(overrides, dict):
-            raise ApiError(400, "commit_overrides: must be an object")
+        overrides = _overrides(d)
         c = self.svc.cherry_pick(
             ctx.p("repository"),
             ctx.p("branch"),
@@ -428,9 +440,7 @@ class Server:
     def stat(self, ctx: Ctx) -> Response:
         from infra.lakefs_server.service import object_stats
 
-        path = ctx.q("path")
-        if not path:
-            raise ApiError(400, "path: required")
+        path = _object_path(ctx.request)
         e = self.svc.get_entry(ctx.p("repository"), ctx.p("ref"), path)
         return js(object_stats(path, e, ctx.qbool("user_metadata", True)))
 
@@ -448,9 +458,7 @@ class Server:
         )
 
     def delete_object(self, ctx: Ctx) -> Response:
-        path = ctx.q("path")
-        if not path:
-            raise ApiError(400, "path: required")
+        path = _object_path(ctx.request)
         self.svc.delete_objects(ctx.p("repository"), ctx.p("branch"), [path], missing_ok=False)
         return Response(status_code=204)
 
@@ -466,9 +474,7 @@ class Server:
 
     async def upload(self, request: Request) -> Response:
         repo, branch = request.path_params["repository"], request.path_params["branch"]
-        path = request.query_params.get("path", "")
-        if not path:
-            raise ApiError(400, "path: required")
+        path = _object_path(request)
         if request.query_params.get("storageClass"):
             raise ApiError(501, "storageClass is not implemented by lakeloop's local lakeFS server")
         await run_in_threadpool(self.svc.check_branch, repo, branch)
@@ -499,9 +505,7 @@ class Server:
         return js(stats, 201)
 
     async def get_object(self, request: Request) -> Response:
-        path = request.query_params.get("path", "")
-        if not path:
-            raise ApiError(400, "path: required")
+        path = _object_path(request)
         if request.query_params.get("presign", "").lower() == "true":
             raise ApiError(400, "presign: not supported by the local blockstore")
         e = await run_in_threadpool(

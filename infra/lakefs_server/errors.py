@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import TypeVar
+
+T = TypeVar("T")
+
 
 class ApiError(Exception):
     """An HTTP error with lakeFS's status code and message."""
@@ -14,6 +18,13 @@ class ApiError(Exception):
 
 def not_found(what: str) -> ApiError:
     return ApiError(404, f"{what}: not found")
+
+
+def found(row: T | None, what: str) -> T:
+    """`row` (a lookup's result), or lakeFS's 404 naming `what` when there is none."""
+    if row is None:
+        raise not_found(what)
+    return row
 
 
 def bad_request(message: str) -> ApiError:

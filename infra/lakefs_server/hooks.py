@@ -20,7 +20,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -79,24 +79,10 @@ class Event:
     merge_source: str = ""
 
     def payload(self, action: str, hook_id: str) -> dict[str, Any]:
-        def opt(v: str) -> str | None:
-            return v or None
-
-        return EventInfo(
-            event_type=self.event_type,
-            event_time=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            action_name=action,
-            hook_id=hook_id,
-            repository_id=self.repository_id,
-            branch_id=opt(self.branch_id),
-            source_ref=opt(self.source_ref),
-            tag_id=opt(self.tag_id),
-            commit_id=opt(self.commit_id),
-            commit_message=opt(self.commit_message),
-            committer=opt(self.committer),
-            commit_metadata=dict(self.commit_metadata) or None,
-            merge_source=opt(self.merge_source),
-        ).dump()
+        """EventInfo with this event's fields (same names); empty ones are left out, as lakeFS omits them."""
+        fields: dict[str, Any] = {k: v or None for k, v in asdict(self).items()}
+        when = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return EventInfo(**fields, event_time=when, action_name=action, hook_id=hook_id).dump()
 
 
 def parse_action(source: str, data: bytes) -> Action:

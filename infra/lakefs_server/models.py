@@ -7,6 +7,8 @@ lakeFS's order and dump with `exclude_none` to mimic Go's `omitempty`.
 
 from __future__ import annotations
 
+import sqlite3
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import BaseModel
@@ -15,6 +17,13 @@ from pydantic import BaseModel
 class Out(BaseModel):
     def dump(self) -> dict[str, Any]:
         return self.model_dump(exclude_none=True)
+
+    @classmethod
+    def render(cls, record: sqlite3.Row | Mapping[str, Any]) -> dict[str, Any]:
+        """The payload of a stored record (an `sqlite3.Row` or a dict): the store names its columns as
+        lakeFS names the fields, so one rule maps every record; columns lakeFS does not send are left out."""
+        keys = record.keys()
+        return cls(**{name: record[name] for name in cls.model_fields if name in keys}).dump()
 
 
 class Pagination(Out):

@@ -13,7 +13,7 @@ import re
 import sqlite3
 from dataclasses import dataclass
 
-from infra.lakefs_server.errors import ApiError
+from infra.lakefs_server.errors import ApiError, found, not_found
 
 _MOD = re.compile(r"([~^])(\d*)|([@$])")
 _HEX = re.compile(r"^[0-9a-f]+$")
@@ -56,9 +56,7 @@ def parse(ref: str) -> tuple[str, list[tuple[str, int]]]:
 
 def _parents(conn: sqlite3.Connection, repo: str, commit_id: str) -> list[str]:
     row = conn.execute("SELECT parents FROM commits WHERE repo=? AND id=?", (repo, commit_id)).fetchone()
-    if row is None:
-        raise ApiError(404, f"commit {commit_id}: not found")
-    parents: list[str] = json.loads(row["parents"])
+    parents: list[str] = json.loads(found(row, f"commit {commit_id}")["parents"])
     return parents
 
 
@@ -85,7 +83,7 @@ def resolve(conn: sqlite3.Connection, repo: str, ref: str) -> Resolved:
         if len(rows) == 1:
             commit_id = rows[0]["id"]
     if commit_id is None:
-        raise ApiError(404, f"{ref}: not found")
+        raise not_found(ref)
     if not mods:
         return Resolved(commit_id, branch, staged=branch is not None)
     if mods[0][0] in "@$":
@@ -97,11 +95,11 @@ def resolve(conn: sqlite3.Connection, repo: str, ref: str) -> Resolved:
             for _ in range(n):
                 parents = _parents(conn, repo, commit_id)
                 if not parents:
-                    raise ApiError(404, f"{ref}: not found")
+                    raise not_found(ref)
                 commit_id = parents[0]
         elif n > 0:
             parents = _parents(conn, repo, commit_id)
             if n > len(parents):
-                raise ApiError(404, f"{ref}: not found")
+                raise not_found(ref)
             commit_id = parents[n - 1]
     return Resolved(commit_id)

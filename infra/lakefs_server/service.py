@@ -31,7 +31,7 @@ from typing import Any
 
 from infra.lakefs_server import merge as mergelib
 from infra.lakefs_server import refs
-from infra.lakefs_server.errors import ApiError, not_found
+from infra.lakefs_server.errors import ApiError, found, not_found
 from infra.lakefs_server.hooks import ACTIONS_PREFIX, Action, ActionError, Event, Runner, load_actions
 from infra.lakefs_server.listing import fold, paginate
 from infra.lakefs_server.models import ActionRun, Commit, Diff, HookRun, ObjectStats, Ref, Repository
@@ -88,16 +88,23 @@ class LakeFS:
             yield
 
     def _repo(self, conn: sqlite3.Connection, repo: str) -> sqlite3.Row:
-        row = conn.execute("SELECT * FROM repos WHERE id=?", (repo,)).fetchone()
-        if row is None:
-            raise not_found(f"repository {repo}")
-        return row
+        row: sqlite3.Row | None = conn.execute("SELECT * FROM repos WHERE id=?", (repo,)).fetchone()
+        return found(row, f"repository {repo}")
 
     def _branch_head(self, conn: sqlite3.Connection, repo: str, branch: str) -> str:
         row = conn.execute("SELECT head FROM branches WHERE repo=? AND name=?", (repo, branch)).fetchone()
-        if row is None:
-            raise not_found(f"branch {branch}")
-        return str(row["head"])
+        return str(found(row, f"branch {branch}")["head"])
+
+    @staticmethod
+    def _writable(r: sqlite3.Row) -> sqlite3.Row:
+        """The repository row `r`, or 403 when it is read-only: every write to a branch checks this."""
+        if r["read_only"]:
+            raise ApiError(403, "repository is read-only")
+        return r
+
+    @staticmethod
+    def _set_head(conn: sqlite3.Connection, repo: str, branch: str, cid: str) -> None:
+        conn.execute("UPDATE branches SET head=? WHERE repo=? AND name=?", (cid, repo, branch))
 
     def commit(self, conn: sqlite3.Connection, repo: str, cid: str) -> dict[str, Any]:
         """A commit record (immutable, so cached forever)."""
@@ -105,25 +112,11 @@ class LakeFS:
         if hit is not None:
             return hit
         row = conn.execute("SELECT rowid AS seq, * FROM commits WHERE repo=? AND id=?", (repo, cid)).fetchone()
-        if row is None:
-            raise not_found(f"commit {cid}")
-        c = dict(row)
+        c = dict(found(row, f"commit {cid}"))
         c["parents"] = json.loads(c["parents"])
         c["metadata"] = json.loads(c["metadata"])
         self._commit_cache[(repo, cid)] = c
         return c
-
-    def commit_out(self, c: dict[str, Any]) -> dict[str, Any]:
-        return Commit(
-            id=c["id"],
-            parents=c["parents"],
-            committer=c["committer"],
-            message=c["message"],
-            creation_date=c["creation_date"],
-            meta_range_id=c["meta_range_id"],
-            metadata=c["metadata"],
-            generation=c["generation"],
-        ).dump()
 
     def _tree(self, conn: sqlite3.Connection, repo: str, cid: str) -> Tree:
         return self.store.tree(self.commit(conn, repo, cid)["meta_range_id"])[0]
@@ -228,15 +221,6 @@ class LakeFS:
 
     # -- repositories ----------------------------------------------------------------
 
-    def repo_out(self, row: sqlite3.Row) -> dict[str, Any]:
-        return Repository(
-            id=row["id"],
-            creation_date=row["creation_date"],
-            default_branch=row["default_branch"],
-            storage_namespace=row["storage_namespace"],
-            read_only=bool(row["read_only"]),
-        ).dump()
-
     def create_repo(self, name: str, namespace: str, default_branch: str, read_only: bool) -> dict[str, Any]:
         if not REPO_NAME.match(name):
             raise ApiError(400, f"repository name {name!r}: invalid value")
@@ -259,17 +243,17 @@ class LakeFS:
             )
             cid = self._insert_commit(conn, name, [], {}, "Repository created", {}, now, committer="")
             conn.execute("INSERT INTO branches (repo, name, head) VALUES (?,?,?)", (name, default_branch, cid))
-            return self.repo_out(self._repo(conn, name))
+            return Repository.render(self._repo(conn, name))
 
     def get_repo(self, name: str) -> dict[str, Any]:
         with self.store.read() as conn:
-            return self.repo_out(self._repo(conn, name))
+            return Repository.render(self._repo(conn, name))
 
     def list_repos(self, prefix: str, after: str, amount: int) -> dict[str, Any]:
         with self.store.read() as conn:
             rows = conn.execute("SELECT * FROM repos WHERE id >= ? ORDER BY id", (prefix,)).fetchall()
         rows = [r for r in rows if r["id"].startswith(prefix)]
-        return paginate(rows, lambda r: r["id"], self.repo_out, after, amount)
+        return paginate(rows, lambda r: r["id"], Repository.render, after, amount)
 
     def delete_repo(self, name: str) -> None:
         with self.store.write() as conn:
@@ -372,9 +356,7 @@ class LakeFS:
         with self.store.read() as conn:
             self._repo(conn, repo)
             row = conn.execute("SELECT commit_id FROM tags WHERE repo=? AND name=?", (repo, tag)).fetchone()
-        if row is None:
-            raise not_found(f"tag {tag}")
-        return Ref(id=tag, commit_id=row["commit_id"]).dump()
+        return Ref(id=tag, commit_id=found(row, f"tag {tag}")["commit_id"]).dump()
 
     def delete_tag(self, repo: str, tag: str) -> None:
         with self.store.write() as conn:
@@ -388,10 +370,8 @@ class LakeFS:
         """404 before an upload streams its body; returns the storage namespace."""
         with self.store.read() as conn:
             r = self._repo(conn, repo)
-            self._branch_head(conn, repo, branch)
-            if r["read_only"]:
-                raise ApiError(403, "repository is read-only")
-            return str(r["storage_namespace"])
+            self._branch_head(conn, repo, branch)  # an upload to a missing branch is 404 even when read-only
+            return str(self._writable(r)["storage_namespace"])
 
     def put_object(
         self,
@@ -446,9 +426,7 @@ class LakeFS:
 
     def delete_objects(self, repo: str, branch: str, paths: list[str], missing_ok: bool) -> None:
         with self.store.write() as conn:
-            r = self._repo(conn, repo)
-            if r["read_only"]:
-                raise ApiError(403, "repository is read-only")
+            self._writable(self._repo(conn, repo))
             head = self._branch_head(conn, repo, branch)
             tree = self._tree(conn, repo, head)
             res = refs.Resolved(head, branch, staged=True)
@@ -529,9 +507,7 @@ class LakeFS:
     ) -> tuple[dict[str, Any], PostHook]:
         with self.branch_lock(repo, branch):
             with self.store.read() as conn:
-                r = self._repo(conn, repo)
-                if r["read_only"]:
-                    raise ApiError(403, "repository is read-only")
+                self._writable(self._repo(conn, repo))
                 head = self._branch_head(conn, repo, branch)
                 head_tree = self._tree(conn, repo, head)
                 staging = self._staging(conn, repo, branch)
@@ -551,19 +527,19 @@ class LakeFS:
             self._pre(tree, ev)
             with self.store.write() as conn:
                 cid = self._insert_commit(conn, repo, [head], tree, message, metadata, date)
-                conn.execute("UPDATE branches SET head=? WHERE repo=? AND name=?", (cid, repo, branch))
+                self._set_head(conn, repo, branch, cid)
                 conn.executemany(
                     "DELETE FROM staging WHERE repo=? AND branch=? AND path=? AND entry IS ?",
                     [(repo, branch, p, raw) for p, raw in staging.items()],
                 )
                 c = self.commit(conn, repo, cid)
             post = self._post(tree, replace(ev, event_type="post-commit", source_ref=cid, commit_id=cid))
-            return self.commit_out(c), post
+            return Commit.render(c), post
 
     def get_commit(self, repo: str, ref: str) -> dict[str, Any]:
         with self.store.read() as conn:
             self._repo(conn, repo)
-            return self.commit_out(self.commit(conn, repo, refs.resolve(conn, repo, ref).commit_id))
+            return Commit.render(self.commit(conn, repo, refs.resolve(conn, repo, ref).commit_id))
 
     def log(
         self,
@@ -607,7 +583,7 @@ class LakeFS:
                 for c in items:
                     if c["id"] == after:
                         break
-            return paginate(items, lambda c: c["id"], self.commit_out, "", amount)
+            return paginate(items, lambda c: c["id"], Commit.render, "", amount)
 
     def _touches(
         self, conn: sqlite3.Connection, repo: str, c: dict[str, Any], objects: list[str], prefixes: list[str]
@@ -714,14 +690,10 @@ class LakeFS:
     ) -> tuple[dict[str, Any], PostHook]:
         with self.branch_lock(repo, dest):
             with self.store.read() as conn:
-                r = self._repo(conn, repo)
-                if r["read_only"]:
-                    raise ApiError(403, "repository is read-only")
+                self._writable(self._repo(conn, repo))
                 head = self._branch_head(conn, repo, dest)
                 src = refs.resolve(conn, repo, source).commit_id
-                dest_tree = self._tree(conn, repo, head)
-                if self._dirty(conn, repo, dest, dest_tree):
-                    raise ApiError(400, "uncommitted changes (dirty branch)")
+                dest_tree = self._clean_tree(conn, repo, dest, head)
                 base = mergelib.merge_base(self._info(conn, repo), head, src)
                 if base == src and not (allow_empty or force):
                     raise ApiError(400, "no changes")
@@ -750,9 +722,17 @@ class LakeFS:
             with self.store.write() as conn:
                 self.store.put_tree(conn, outcome.tree)
                 cid = self._write_commit(conn, repo, rec)
-                conn.execute("UPDATE branches SET head=? WHERE repo=? AND name=?", (cid, repo, dest))
+                self._set_head(conn, repo, dest, cid)
             post = self._post(outcome.tree, replace(ev, event_type="post-merge", source_ref=cid))
             return {"reference": cid}, post
+
+    def _clean_tree(self, conn: sqlite3.Connection, repo: str, branch: str, head: str) -> Tree:
+        """The tree of the branch's `head`, or 400 when the branch has uncommitted changes: merge, revert and
+        cherry-pick only write onto a clean branch."""
+        head_tree = self._tree(conn, repo, head)
+        if self._dirty(conn, repo, branch, head_tree):
+            raise ApiError(400, "uncommitted changes (dirty branch)")
+        return head_tree
 
     def _dirty(self, conn: sqlite3.Connection, repo: str, branch: str, head_tree: Tree) -> bool:
         for path, raw in self._staging(conn, repo, branch).items():
@@ -764,23 +744,37 @@ class LakeFS:
                 return True
         return False
 
-    def _replay_base(self, conn: sqlite3.Connection, repo: str, branch: str, ref: str, parent_number: int,
-                     verb: str) -> tuple[str, Tree, dict[str, Any], Tree]:
-        """What revert and cherry-pick both start from: the clean branch head (id, tree), the commit
-        at `ref`, and the tree of its chosen (1-based `parent_number`) parent."""
-        self._repo(conn, repo)
-        head = self._branch_head(conn, repo, branch)
-        head_tree = self._tree(conn, repo, head)
-        if self._dirty(conn, repo, branch, head_tree):
-            raise ApiError(400, "uncommitted changes (dirty branch)")
-        c = self.commit(conn, repo, refs.resolve(conn, repo, ref).commit_id)
-        parents = c["parents"]
-        if len(parents) > 1 and parent_number <= 0:
-            raise ApiError(409, f"must specify 1-based parent number for {verb} merge commit")
-        idx = max(parent_number, 1) - 1
-        if idx >= len(parents):
-            raise ApiError(400, f"parent number {parent_number}: invalid value")
-        return head, head_tree, c, self._tree(conn, repo, parents[idx])
+    def _replay(self, repo: str, branch: str, ref: str, parent_number: int, *, undo: bool,
+                message: str | None, metadata: dict[str, str] | None, allow_empty: bool) -> dict[str, Any]:
+        """Revert (`undo`) or cherry-pick: apply the change the commit at `ref` made against its chosen
+        (1-based `parent_number`) parent, backwards or forwards, onto the clean branch head as a new commit."""
+        verb = "reverting" if undo else "cherry-picking"
+        with self.branch_lock(repo, branch):
+            with self.store.read() as conn:
+                self._repo(conn, repo)
+                head = self._branch_head(conn, repo, branch)
+                head_tree = self._clean_tree(conn, repo, branch, head)
+                c = self.commit(conn, repo, refs.resolve(conn, repo, ref).commit_id)
+                parents = c["parents"]
+                if len(parents) > 1 and parent_number <= 0:
+                    raise ApiError(409, f"must specify 1-based parent number for {verb} merge commit")
+                idx = max(parent_number, 1) - 1
+                if idx >= len(parents):
+                    raise ApiError(400, f"parent number {parent_number}: invalid value")
+                ctree, ptree = self.store.tree(c["meta_range_id"])[0], self._tree(conn, repo, parents[idx])
+                # cherry-pick replays parent -> commit onto the head; revert replays commit -> parent
+                base, source = (ctree, ptree) if undo else (ptree, ctree)
+                outcome = mergelib.three_way(base, source, head_tree, None)
+            if outcome.conflicts:
+                raise ApiError(409, "conflict found")
+            if not outcome.changed and not allow_empty:
+                raise ApiError(400, "no changes")
+            default_message = f"Revert {ref}" if undo else c["message"]
+            with self.store.write() as conn:
+                cid = self._insert_commit(conn, repo, [head], outcome.tree, message or default_message,
+                                          c["metadata"] if metadata is None else metadata)
+                self._set_head(conn, repo, branch, cid)
+                return Commit.render(self.commit(conn, repo, cid))
 
     def revert(
         self,
@@ -792,17 +786,8 @@ class LakeFS:
         metadata: dict[str, str],
         allow_empty: bool,
     ) -> None:
-        with self.branch_lock(repo, branch):
-            with self.store.read() as conn:
-                head, head_tree, c, ptree = self._replay_base(conn, repo, branch, ref, parent_number, "reverting")
-                outcome = mergelib.three_way(self.store.tree(c["meta_range_id"])[0], ptree, head_tree, None)
-            if outcome.conflicts:
-                raise ApiError(409, "conflict found")
-            if not outcome.changed and not allow_empty:
-                raise ApiError(400, "no changes")
-            with self.store.write() as conn:
-                cid = self._insert_commit(conn, repo, [head], outcome.tree, message or f"Revert {ref}", metadata)
-                conn.execute("UPDATE branches SET head=? WHERE repo=? AND name=?", (cid, repo, branch))
+        self._replay(repo, branch, ref, parent_number, undo=True, message=message, metadata=metadata,
+                     allow_empty=allow_empty)
 
     def cherry_pick(
         self,
@@ -814,24 +799,8 @@ class LakeFS:
         metadata: dict[str, str] | None,
     ) -> dict[str, Any]:
         """Apply one commit's changes (against its chosen parent) onto the branch head, as a new commit."""
-        with self.branch_lock(repo, branch):
-            with self.store.read() as conn:
-                head, head_tree, c, ptree = self._replay_base(conn, repo, branch, ref, parent_number,
-                                                              "cherry-picking")
-                outcome = mergelib.three_way(ptree, self.store.tree(c["meta_range_id"])[0], head_tree, None)
-            if outcome.conflicts:
-                raise ApiError(409, "conflict found")
-            with self.store.write() as conn:
-                cid = self._insert_commit(
-                    conn,
-                    repo,
-                    [head],
-                    outcome.tree,
-                    message or c["message"],
-                    c["metadata"] if metadata is None else metadata,
-                )
-                conn.execute("UPDATE branches SET head=? WHERE repo=? AND name=?", (cid, repo, branch))
-                return self.commit_out(self.commit(conn, repo, cid))
+        return self._replay(repo, branch, ref, parent_number, undo=False, message=message, metadata=metadata,
+                            allow_empty=True)
 
     def hard_reset(self, repo: str, branch: str, ref: str) -> None:
         """Point the branch at `ref` and drop its staging (lakeFS's hard_reset)."""
@@ -839,7 +808,7 @@ class LakeFS:
             self._repo(conn, repo)
             self._branch_head(conn, repo, branch)
             cid = refs.resolve(conn, repo, ref).commit_id
-            conn.execute("UPDATE branches SET head=? WHERE repo=? AND name=?", (cid, repo, branch))
+            self._set_head(conn, repo, branch, cid)
             conn.execute("DELETE FROM staging WHERE repo=? AND branch=?", (repo, branch))
 
     def copy_object(self, repo: str, branch: str, dest: str, src_ref: str, src_path: str) -> dict[str, Any]:
@@ -869,27 +838,13 @@ class LakeFS:
             if commit:
                 q, args = q + " AND commit_id=?", [*args, commit]
             rows = conn.execute(q + " ORDER BY run_id", args).fetchall()
-        return paginate(rows, lambda r: r["run_id"], self._run_out, after, amount)
-
-    @staticmethod
-    def _run_out(r: sqlite3.Row) -> dict[str, Any]:
-        return ActionRun(
-            run_id=r["run_id"],
-            branch=r["branch"],
-            start_time=r["start_time"],
-            end_time=r["end_time"],
-            event_type=r["event_type"],
-            status=r["status"],
-            commit_id=r["commit_id"],
-        ).dump()
+        return paginate(rows, lambda r: r["run_id"], ActionRun.render, after, amount)
 
     def get_run(self, repo: str, run_id: str) -> dict[str, Any]:
         with self.store.read() as conn:
             self._repo(conn, repo)
             row = conn.execute("SELECT * FROM action_runs WHERE repo=? AND run_id=?", (repo, run_id)).fetchone()
-        if row is None:
-            raise not_found(f"run {run_id}")
-        return self._run_out(row)
+        return ActionRun.render(found(row, f"run {run_id}"))
 
     def list_hooks(self, repo: str, run_id: str, after: str, amount: int) -> dict[str, Any]:
         self.get_run(repo, run_id)
@@ -897,20 +852,7 @@ class LakeFS:
             rows = conn.execute(
                 "SELECT * FROM hook_runs WHERE repo=? AND run_id=? ORDER BY hook_run_id", (repo, run_id)
             ).fetchall()
-        return paginate(
-            rows,
-            lambda r: r["hook_run_id"],
-            lambda r: HookRun(
-                hook_run_id=r["hook_run_id"],
-                action=r["action"],
-                hook_id=r["hook_id"],
-                start_time=r["start_time"],
-                end_time=r["end_time"],
-                status=r["status"],
-            ).dump(),
-            after,
-            amount,
-        )
+        return paginate(rows, lambda r: r["hook_run_id"], HookRun.render, after, amount)
 
     def hook_output(self, repo: str, run_id: str, hook_run_id: str) -> str:
         with self.store.read() as conn:
@@ -918,9 +860,7 @@ class LakeFS:
             row = conn.execute(
                 "SELECT output FROM hook_runs WHERE repo=? AND run_id=? AND hook_run_id=?", (repo, run_id, hook_run_id)
             ).fetchone()
-        if row is None:
-            raise not_found(f"hook run {hook_run_id}")
-        return str(row["output"])
+        return str(found(row, f"hook run {hook_run_id}")["output"])
 
 
 def parse_since(raw: str | None) -> int | None:

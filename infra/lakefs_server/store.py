@@ -7,10 +7,10 @@ and commits never copy bytes. Trees (a commit's `path -> entry` snapshot) are
 immutable JSON documents keyed by their content hash, so they can be cached in
 memory without invalidation.
 
-Concurrency: one process, many threads. Each thread has its own connection;
-writers are serialised by a process-wide lock around `BEGIN IMMEDIATE`, so
-SQLite never answers "database is locked" to a concurrent writer. Readers run
-in WAL snapshots and never block.
+Concurrency: one process, many threads. Each thread has its own connection
+(`lakeloop.sqlite_table.ThreadConnections`); writers are serialised by a
+process-wide lock around `BEGIN IMMEDIATE`, so SQLite never answers "database
+is locked" to a concurrent writer. Readers run in WAL snapshots and never block.
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from lakeloop.sqlite_table import ThreadConnections, immediate
 
 Entry = dict[str, Any]
 """An object entry: address, checksum (md5), size, mtime, content_type, metadata, blob (sha256), identity."""
@@ -102,7 +104,7 @@ class Store:
         for stale in self.tmp_dir.glob("upload-*"):  # uploads interrupted by a crash never reached metadata
             stale.unlink(missing_ok=True)
         self.db_path = self.data_dir / "lakefs.sqlite"
-        self._local = threading.local()
+        self._db = ThreadConnections(self.db_path, row_factory=sqlite3.Row)
         self._wlock = threading.Lock()
         self._tree_cache: OrderedDict[str, tuple[Tree, list[str]]] = OrderedDict()
         self._cache_lock = threading.Lock()
@@ -112,28 +114,13 @@ class Store:
     # -- connections and transactions -------------------------------------------------
 
     def _conn(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(self.db_path, isolation_level=None, check_same_thread=False, timeout=30)
-            conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA foreign_keys=OFF")
-            self._local.conn = conn
-        return conn
+        return self._db.get()
 
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
         """A serialised write transaction: all or nothing."""
-        with self._wlock:
-            conn = self._conn()
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
+        with self._wlock, immediate(self._conn()) as conn:
+            yield conn
 
     @contextmanager
     def read(self) -> Iterator[sqlite3.Connection]:

@@ -22,11 +22,12 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from infra.procs import Service, start_service
+from infra.procs import Service, log_file, start_service
 
 LS_VERSION = "1.23.2"
 REQUIREMENTS = Path(__file__).resolve().parents[2] / "infra" / "label_studio" / "requirements.txt"
 STAMP = ".lakeloop-requirements.sha256"
+HEALTH_PATH = "/health"
 
 TELEMETRY_OFF = {
     "LATEST_VERSION_CHECK": "false",
@@ -150,9 +151,9 @@ def start_label_studio(
     return start_service(
         "label-studio",
         cmd,
-        health_url=f"http://{host}:{port}/health",
+        health_url=f"http://{host}:{port}{HEALTH_PATH}",
         url=f"http://{host}:{port}",
-        log_path=Path(home) / "logs" / "label-studio.log",
+        log_path=log_file(home, "label-studio"),
         env={**env, "PATH": f"{venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"},
         cwd=data_dir,
         timeout=timeout,

@@ -12,9 +12,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from infra.procs import Service, start_service
+from infra.procs import Service, log_file, start_service
 
 TELEMETRY_OFF = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
+HEALTH_PATH = "/health"
 
 
 def mlflow_env() -> dict[str, str]:
@@ -43,9 +44,9 @@ def start_mlflow(home: Path, port: int, host: str = "127.0.0.1", timeout: float 
     return start_service(
         "mlflow",
         cmd,
-        health_url=f"http://{host}:{port}/health",
+        health_url=f"http://{host}:{port}{HEALTH_PATH}",
         url=f"http://{host}:{port}",
-        log_path=Path(home) / "logs" / "mlflow.log",
+        log_path=log_file(home, "mlflow"),
         env=mlflow_env(),
         timeout=timeout,
     )

@@ -12,14 +12,18 @@ import re
 import sys
 from pathlib import Path
 
-from infra.procs import Service, free_port, start_service
+from infra.procs import Service, free_port, log_file, start_service
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
-# Telemetry and promotional content off everywhere a Prefect process starts.
-QUIET_ENV = {
+HEALTH_PATH = "/health"  # below the API URL
+TELEMETRY_OFF = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     "PREFECT_SERVER_UI_SHOW_PROMOTIONAL_CONTENT": "false",
+}
+# Telemetry, promotional content and prompts off everywhere a Prefect process starts.
+QUIET_ENV = {
+    **TELEMETRY_OFF,
     "PREFECT_CLI_PROMPT": "false",
     "PREFECT_CLOUD_ENABLE_ORCHESTRATION_TELEMETRY": "false",
     "DO_NOT_TRACK": "1",
@@ -56,9 +60,9 @@ def start_prefect_server(home: Path, port: int, *, ui: bool = True, timeout: flo
     return start_service(
         "prefect-server",
         [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        health_url=f"{api_url}/health",
+        health_url=f"{api_url}{HEALTH_PATH}",
         url=api_url,
-        log_path=home / "logs" / "prefect-server.log",
+        log_path=log_file(home, "prefect-server"),
         env=env,
         cwd=PROJECT_ROOT,
         timeout=timeout,
@@ -103,12 +107,13 @@ def start_worker(api_url: str, pool: str, home: Path, *, limit: int | None = Non
            "--with-healthcheck"]
     if limit is not None:
         cmd += ["--limit", str(limit)]
+    name = f"prefect-worker-{pool}"
     return start_service(
-        f"prefect-worker-{pool}",
+        name,
         cmd,
         health_url=f"http://127.0.0.1:{hport}/health",
         url=api_url,
-        log_path=home / "logs" / f"prefect-worker-{pool}.log",
+        log_path=log_file(home, name),
         env=env,
         cwd=PROJECT_ROOT,
         timeout=timeout,

@@ -36,6 +36,18 @@ def parquet_bytes(rows: int = 100, seed: int = 0) -> bytes:
     return buf.getvalue()
 
 
+def wait_for_runs(client: lakefs.Client, repo_id: str, where: Callable[[Any], bool] = lambda r: True,
+                  timeout: float = 3.0) -> list[Any]:
+    """The repository's action runs that match `where`, polled until there are some or `timeout` has passed
+    (post-* hooks run, and record their run, after the response)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        runs = [r for r in client.sdk_client.actions_api.list_repository_runs(repo_id).results if where(r)]
+        if runs or time.monotonic() >= deadline:
+            return runs
+        time.sleep(0.05)
+
+
 @pytest.fixture
 def client(lakefs_server: LakeFSServer) -> lakefs.Client:
     return lakefs_server.client()

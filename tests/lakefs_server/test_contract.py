@@ -26,7 +26,7 @@ import yaml
 
 from infra.lakefs_server.app import build_app
 from infra.procs import free_port
-from tests.lakefs_server.conftest import parquet_bytes
+from tests.lakefs_server.conftest import parquet_bytes, wait_for_runs
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SPEC_PATH = REPO_ROOT.parent / "shared/lakefs/swagger-v1.84.0.yml"
@@ -199,11 +199,7 @@ def _sdk_session(endpoint: str) -> None:
     main.object("_lakefs_actions/unreachable.yaml").upload(data=hook)
     main.commit(message="add action")
     actions = client.sdk_client.actions_api
-    deadline = time.monotonic() + 5
-    runs = actions.list_repository_runs(repo.id).results
-    while not runs and time.monotonic() < deadline:
-        time.sleep(0.05)
-        runs = actions.list_repository_runs(repo.id).results
+    runs = wait_for_runs(client, repo.id, timeout=5)
     assert runs and runs[0].status == "failed"
     actions.get_run(repo.id, runs[0].run_id)
     hooks = actions.list_run_hooks(repo.id, runs[0].run_id).results

@@ -9,7 +9,7 @@ import lakefs
 import pytest
 from lakefs.exceptions import ServerException
 
-from tests.lakefs_server.conftest import WebhookReceiver, parquet_bytes
+from tests.lakefs_server.conftest import WebhookReceiver, parquet_bytes, wait_for_runs
 
 pytestmark = pytest.mark.integration
 
@@ -87,17 +87,7 @@ def test_post_commit_webhook_gets_lakefs_payload(
     assert "source=lakefs" in got.path
 
     # The run is recorded and listable.
-    deadline = time.monotonic() + 3
-    runs = []
-    while time.monotonic() < deadline:
-        runs = [
-            r
-            for r in client.sdk_client.actions_api.list_repository_runs(repo.id).results
-            if r.commit_id == commit_id and r.status == "completed"
-        ]
-        if runs:
-            break
-        time.sleep(0.05)
+    runs = wait_for_runs(client, repo.id, lambda r: r.commit_id == commit_id and r.status == "completed")
     assert runs and runs[0].event_type == "post-commit"
     hooks = client.sdk_client.actions_api.list_run_hooks(repo.id, runs[0].run_id).results
     assert [(h.action, h.hook_id, h.status) for h in hooks] == [("notify mlops on commit", "notify_mlops", "completed")]
