@@ -1,4 +1,5 @@
-"""Watch the champion: input and prediction drift against its training data, and decay once labels arrive."""
+"""Watch the champion: input drift against its training data, prediction drift against its own outputs on
+rows it never trained on, and decay once labels arrive."""
 
 from __future__ import annotations
 
@@ -9,14 +10,43 @@ from flows.context import FlowContext, step
 from flows.reports import publish_artifact
 from lakeloop import events
 from lakeloop.adapters import prefect_events
-from lakeloop.adapters.mlflow_tracking import latest_training_reference, load_oof, load_training_summary
+from lakeloop.adapters.mlflow_tracking import (
+    TrainingReference,
+    latest_training_reference,
+    load_training_summary,
+    log_bytes,
+    stored_bytes,
+)
 from tasks.data import dataset
 from tasks.data.profiling import from_bytes
+from tasks.model.judge import holdout_at
+from tasks.serving import prediction_reference
 from tasks.serving.inference import predict_batch
 from tasks.serving.monitoring import MonitorReport
 from tasks.serving.monitoring import monitor as compare
 
 check = step("compare-with-training", compare)
+
+
+def reference_outputs(ctx: FlowContext, reference: TrainingReference) -> pl.DataFrame | None:
+    """The champion's outputs on its training commit's holdout, scored once and stored with its run.
+
+    None (prediction drift is then not judged) when that holdout is too small to compare with."""
+    stored = stored_bytes(reference.run_id, prediction_reference.REFERENCE_ARTIFACT)
+    if stored is not None:
+        return prediction_reference.from_bytes(stored)
+    holdout = holdout_at(ctx.lake, ctx.spec, reference.commit_id)
+    try:
+        outputs = prediction_reference.holdout_outputs(holdout, f"models:/{ctx.model_name}/{reference.version}",
+                                                       id_column=ctx.spec.id_column)
+    except prediction_reference.ReferenceError as e:
+        get_run_logger().warning("prediction drift not judged: %s", e)
+        return None
+    log_bytes(reference.run_id, prediction_reference.REFERENCE_ARTIFACT, prediction_reference.to_bytes(outputs))
+    return outputs
+
+
+reference_step = step("score-prediction-reference", reference_outputs)
 
 
 @flow(name="monitor", log_prints=True, persist_result=True)
@@ -33,15 +63,13 @@ def monitor(repository: str, ref: str = "main") -> MonitorReport:
         recent, _ = dataset.training_set(ctx.lake, ctx.spec, commit)
 
     preds = predict_batch(recent, f"models:/{ctx.model_name}/{reference.version}", id_column=ctx.spec.id_column)
-    oof = load_oof(reference.run_id)
-    positive = f"proba_{ctx.spec.positive}"
-    reference_preds = oof.select(pl.col(positive).alias("probability")) if positive in oof.columns else None
+    reference_preds = reference_step(ctx, reference)
     labels = recent.select([ctx.spec.id_column, ctx.spec.label_column]).drop_nulls()
     auc_ref = load_training_summary(reference.run_id).get("metrics", {}).get("roc_auc")
 
     report = check(recent, from_bytes(reference.profile), ctx.spec,
                    recent_predictions=preds.select([ctx.spec.id_column, "probability"]),
-                   reference_predictions=reference_preds,
+                   reference_predictions=None if reference_preds is None else reference_preds.select("probability"),
                    labels=labels if labels.height else None, auc_reference=auc_ref,
                    drift_settings=ctx.settings.drift)
     log.info("monitor %s v%s on %s: %s", ctx.model_name, reference.version, commit[:12],

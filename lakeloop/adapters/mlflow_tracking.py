@@ -148,11 +148,7 @@ def reference_version(name: str, settings: MLflowSettings | None = None) -> Any 
 
 def log_profile(run_id: str, profile: bytes, settings: MLflowSettings | None = None) -> None:
     """Attach a training-data profile to a run (any model that may become champion needs one)."""
-    c = client(settings)
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / Path(PROFILE_ARTIFACT).name
-        path.write_bytes(profile)
-        c.log_artifact(run_id, str(path), artifact_path=str(Path(PROFILE_ARTIFACT).parent))
+    log_bytes(run_id, PROFILE_ARTIFACT, profile, settings)
 
 
 def download_bytes(run_id: str, artifact_path: str, settings: MLflowSettings | None = None) -> bytes:
@@ -160,6 +156,26 @@ def download_bytes(run_id: str, artifact_path: str, settings: MLflowSettings | N
     with tempfile.TemporaryDirectory() as tmp:
         local = c.download_artifacts(run_id, artifact_path, tmp)
         return Path(local).read_bytes()
+
+
+def stored_bytes(run_id: str, artifact_path: str, settings: MLflowSettings | None = None) -> bytes | None:
+    """An artifact of the run, or None when the run has none at that path (other errors raise)."""
+    c = client(settings)
+    parent = str(Path(artifact_path).parent)
+    listed = {f.path for f in c.list_artifacts(run_id, None if parent == "." else parent)}
+    if artifact_path not in listed:
+        return None
+    return download_bytes(run_id, artifact_path, settings)
+
+
+def log_bytes(run_id: str, artifact_path: str, data: bytes, settings: MLflowSettings | None = None) -> None:
+    """Attach `data` to a finished run as `artifact_path`."""
+    c = client(settings)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / Path(artifact_path).name
+        path.write_bytes(data)
+        parent = str(Path(artifact_path).parent)
+        c.log_artifact(run_id, str(path), artifact_path=None if parent == "." else parent)
 
 
 def latest_training_reference(name: str, settings: MLflowSettings | None = None) -> TrainingReference | None:

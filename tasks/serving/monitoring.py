@@ -3,10 +3,11 @@
 Three signals, each with its own evidence in the report:
 
 * input drift      - recent features vs the training reference profile (`tasks.data.drift`);
-* prediction drift - recent model outputs vs the outputs on the training reference
-                     (KS on the positive-class probability, chi-square on labels);
-                     catches shifts that matter to the model even when no single
-                     feature crosses its threshold;
+* prediction drift - recent model outputs vs the same model's outputs on rows it never
+                     trained on (`tasks.serving.prediction_reference`; KS on the
+                     positive-class probability, chi-square on labels); catches shifts
+                     that matter to the model even when no single feature crosses its
+                     threshold;
 * concept drift    - once true labels arrive: AUC now vs the AUC the model had at
                      training/promotion; decayed by more than `auc_tolerance` means
                      the mapping from features to label changed.
