@@ -118,3 +118,31 @@ def test_commits_on_branches_nobody_watches_are_not_replayed(lake: Lake, ledger:
     rep = reconcile_once(lake, ledger, rec, policy=BranchPolicy(watched=("main",), experiments=("experiment-*",)))
     assert rep.emitted == [side]
     assert rec.events[-1].payload["branch"] == "experiment-shuffled"
+
+
+def test_a_failed_pass_is_retried_soon_not_after_the_whole_interval(lake: Lake, ledger: Ledger) -> None:
+    """A bridge restarted while Prefect is slow (a ReadTimeout, seen in CI) must not leave missed
+    commits waiting a whole reconcile interval: a pass with errors is retried after a short backoff."""
+    from infra.bridge.reconcile import run_periodically
+
+    cs = [put(lake, "main", f"r{i}", f"c{i}") for i in range(2)]
+    rec = Recorder(fail_on={cs[0]})
+    stop = threading.Event()
+
+    def heal() -> None:  # Prefect answers again shortly after the first pass failed
+        rec.fail_on.clear()
+
+    timer = threading.Timer(0.5, heal)
+    timer.start()
+    worker = threading.Thread(target=run_periodically, args=(lambda: [lake], ledger, rec, 3600.0, stop),
+                              daemon=True)
+    worker.start()
+    try:
+        deadline = datetime.now(UTC) + timedelta(seconds=20)
+        while datetime.now(UTC) < deadline and rec.commits() != cs:
+            threading.Event().wait(0.2)
+        assert rec.commits() == cs
+    finally:
+        stop.set()
+        timer.cancel()
+        worker.join(timeout=10)

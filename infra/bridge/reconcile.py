@@ -161,25 +161,37 @@ def run_periodically(make_lake: Callable[[], Sequence[Lake]], ledger: Ledger, em
                      interval: float, stop: threading.Event,
                      on_report: Callable[[str, ReconcileReport], None] | None = None,
                      owner: str = "reconcile", policy: BranchPolicy | None = None,
-                     jobs: Sequence[Callable[[], object]] = ()) -> None:
+                     jobs: Sequence[Callable[[], object]] = (), retry_after: float = 5.0) -> None:
     """Reconcile now, then every `interval` seconds until `stop` is set (errors are logged, not fatal).
 
-    `jobs` run at the start of every pass, each on its own (one failing does not skip the others
-    or the reconcile): the bridge replays the flows' event outbox this way."""
+    A pass that could not deliver everything (Prefect slow or down, lakeFS unreachable) is retried
+    after `retry_after` seconds, doubling up to `interval`, so missed commits do not wait a whole
+    interval behind one timeout. `jobs` run at the start of every pass, each on its own (one failing
+    does not skip the others or the reconcile): the bridge replays the flows' event outbox this way."""
+    backoff = retry_after
     while not stop.is_set():
         for job in jobs:
             try:
                 job()
             except Exception:
                 log.exception("periodic job %s failed", getattr(job, "__name__", job))
+        failed = False
         try:
             for lake in make_lake():
                 rep = reconcile_once(lake, ledger, emitter, owner=owner, policy=policy)
+                failed = failed or bool(rep.errors)
                 if rep.emitted or rep.errors:
                     log.info("reconcile %s: emitted %d, errors %s", lake.settings.repository,
                              len(rep.emitted), rep.errors)
                 if on_report is not None:
                     on_report(lake.settings.repository, rep)
         except Exception:
+            failed = True
             log.exception("reconcile pass failed")
-        stop.wait(interval)
+        if failed:
+            log.info("reconcile retries in %.0fs", min(backoff, interval))
+            stop.wait(min(backoff, interval))
+            backoff = min(backoff * 2, interval)
+        else:
+            backoff = retry_after
+            stop.wait(interval)
