@@ -6,7 +6,8 @@ its holdout are the prediction reference (`tasks.serving.prediction_reference`),
 `tasks.serving.monitoring.monitor` decides on each later batch, with its labels when they have arrived.
 
 * stationary batches, drawn from the training population: half from the worked example's generator
-  (several training seeds), half from scikit-learn's breast-cancer table (several train/batch splits);
+  (several training seeds), half from scikit-learn's breast-cancer table (several train/holdout/batch splits; batches of
+  80 rows drawn without replacement from the 129 rows set aside);
   a batch that the monitor flags is a false alarm;
 * drifted batches: the generator's covariate drift, and its concept drift (the rule that makes the
   label changed, labels arrived): a batch the monitor does not flag is a miss.
@@ -112,8 +113,9 @@ def measure(home: Path, *, churn_seeds: int = 4, batches_per_seed: int = 5, batc
                              frame[order[440:].tolist()])
         champ = Champion(train, spec, home / f"bc-{s}", holdout=held)
         for k in range(batches_per_seed):
-            batch = pool[rng.integers(0, pool.height, 120).tolist()].with_columns(
-                pl.format("b{}-{}-{}", pl.lit(s), pl.lit(k), pl.int_range(pl.len())).alias("row_id"))
+            # rows the champion never saw, without replacement: resampled duplicates would break the
+            # tests' independence and flag a small pool's own quirks
+            batch = pool[rng.choice(pool.height, 80, replace=False).tolist()]
             flagged, why = champ.flags(batch, labelled=k % 2 == 0)
             alarms["breast_cancer"].append(flagged)
             examples += why[:1] if flagged else []

@@ -71,7 +71,12 @@ def profile_inputs(df: pl.DataFrame, spec: DatasetSpec) -> DatasetProfileView:
 
 def output_drift(recent: pl.DataFrame | DatasetProfileView, reference: pl.DataFrame | DatasetProfileView,
                  *, drift_pvalue: float = 0.05, min_ks_statistic: float = 0.05) -> list[OutputDrift]:
-    """Drift of prediction columns; a column drifts when p < `drift_pvalue` and (KS) D >= `min_ks_statistic`."""
+    """Drift of prediction columns; a column drifts when p < `drift_pvalue` and (KS) D >= `min_ks_statistic`.
+
+    Two frames are compared exactly (two-sample KS on the values): the outputs are at hand, and a
+    sketch's approximation error alone gives small p-values. Profiles go through whylogs' sketches."""
+    if isinstance(recent, pl.DataFrame) and isinstance(reference, pl.DataFrame):
+        return _exact_output_drift(recent, reference, drift_pvalue, min_ks_statistic)
     cur = profile_predictions(recent) if isinstance(recent, pl.DataFrame) else recent
     ref = profile_predictions(reference) if isinstance(reference, pl.DataFrame) else reference
     algos = {c: ("chi-square" if c == "label" else "ks") for c in cur.get_columns()}
@@ -84,6 +89,24 @@ def output_drift(recent: pl.DataFrame | DatasetProfileView, reference: pl.DataFr
         drifted = score.pvalue is not None and score.pvalue < drift_pvalue and big_enough
         out.append(OutputDrift(column=col, algorithm=score.algorithm, statistic=score.statistic,
                                pvalue=score.pvalue, drifted=drifted))
+    return out
+
+
+def _exact_output_drift(recent: pl.DataFrame, reference: pl.DataFrame, drift_pvalue: float,
+                        min_ks_statistic: float) -> list[OutputDrift]:
+    from scipy.stats import ks_2samp
+
+    out: list[OutputDrift] = []
+    for col in [c for c in recent.columns if c.startswith("probability") and c in reference.columns]:
+        a = recent.get_column(col).cast(pl.Float64).drop_nulls().to_numpy()
+        b = reference.get_column(col).cast(pl.Float64).drop_nulls().to_numpy()
+        if not len(a) or not len(b):
+            out.append(OutputDrift(column=col, algorithm="ks", statistic=None, pvalue=None, drifted=False))
+            continue
+        test = ks_2samp(a, b)
+        stat, pvalue = float(test.statistic), float(test.pvalue)
+        out.append(OutputDrift(column=col, algorithm="ks", statistic=stat, pvalue=pvalue,
+                               drifted=pvalue < drift_pvalue and stat >= min_ks_statistic))
     return out
 
 
