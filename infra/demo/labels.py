@@ -15,7 +15,7 @@ from infra.demo.runs import run_result, wait_for_run
 from lakeloop.settings import Settings
 from lakeloop.spec import DatasetSpec
 
-ANNOTATORS = ("ana@infra.demo.run", "ben@infra.demo.run")
+ANNOTATORS = ("ana@lakeloop.demo", "ben@lakeloop.demo")
 
 
 def run_label_round(settings: Settings, console: Console, run_id: str, truth: pl.DataFrame) -> None:
