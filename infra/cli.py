@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
+from infra.console import console
 from infra.demo import commands as demo_commands
 from lakeloop.settings import get_settings
 
@@ -17,7 +16,6 @@ lakefs_app = typer.Typer(no_args_is_help=True, help="The local lakeFS-compatible
 data_app = typer.Typer(no_args_is_help=True, help="Datasets: synthetic churn batches.")
 app.add_typer(lakefs_app, name="lakefs")
 app.add_typer(data_app, name="data")
-console = Console(width=None if sys.stdout.isatty() else 150)  # logs and CI get the full table
 # the demo's commands live with the demo: the CLI is the one door from the product into infra.demo
 app.command("demo")(demo_commands.demo)
 data_app.command("synth")(demo_commands.data_synth)

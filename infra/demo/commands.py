@@ -4,16 +4,13 @@ Kept here so the simulators stay behind the demo: the CLI imports this module, n
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
+from infra.console import console
 from lakeloop.settings import get_settings
-
-CONSOLE = Console(width=None if sys.stdout.isatty() else 150)  # logs and CI get the full table
 
 
 def data_synth(
@@ -40,7 +37,7 @@ def data_synth(
         invalid_rate=invalid_rate,
     )
     for p in paths:
-        CONSOLE.print(f"wrote {p}")
+        console.print(f"wrote {p}")
 
 
 def demo(
@@ -55,5 +52,5 @@ def demo(
 
     if (data is None) != (spec is None):
         raise typer.BadParameter("--data and --spec go together")
-    run_demo(get_settings(), CONSOLE, data=data, spec_path=spec, batches=batches, label_round=label_round,
+    run_demo(get_settings(), console, data=data, spec_path=spec, batches=batches, label_round=label_round,
              ensemble=ensemble)
