@@ -170,6 +170,23 @@ class GateSettings(BaseSettings):
     min_signal_rows: int = 100
 
 
+class MonitorSettings(BaseSettings):
+    """How sure the monitor must be before it calls a batch drifted and asks for a retrain (flows/monitor.py)."""
+
+    model_config = SettingsConfigDict(env_prefix="LAKELOOP_MONITOR_", env_file=".env", extra="ignore")
+
+    # share of stationary batches that may be flagged; split evenly over the signals tested (Bonferroni)
+    false_alarm_rate: float = 0.05
+    # prediction drift also needs the KS statistic of the outputs to reach this (large batches, tiny shifts)
+    min_output_ks: float = 0.05
+    # a realized (labels) or estimated (CBPE) AUC drop beyond this retrains
+    auc_tolerance: float = 0.03
+    # after a retrain request, further alarms on the same champion are reported but request none for this long
+    cooldown_hours: float = 24.0
+    # batches shown in the monitor report's history
+    history: int = 20
+
+
 class Settings(BaseSettings):
     """Top-level settings; sub-sections read their own env prefixes."""
 
@@ -185,6 +202,7 @@ class Settings(BaseSettings):
     labeling: LabelingSettings = Field(default_factory=LabelingSettings)
     ensemble: EnsembleSettings = Field(default_factory=EnsembleSettings)
     drift: DriftSettings = Field(default_factory=DriftSettings)
+    monitor: MonitorSettings = Field(default_factory=MonitorSettings)
     train: TrainSettings = Field(default_factory=TrainSettings)
     branches: BranchSettings = Field(default_factory=BranchSettings)
     gate: GateSettings = Field(default_factory=GateSettings)

@@ -20,7 +20,7 @@ import pytest
 from infra.demo.synth import synth_batch
 from lakeloop.adapters.lakefs import Lake
 from lakeloop.adapters.mlflow_registry import promote
-from lakeloop.settings import TrainSettings
+from lakeloop.settings import MonitorSettings, TrainSettings
 from lakeloop.spec import DatasetSpec
 from tasks.data.profiling import profile_frame
 from tasks.model.candidates import CandidateSet
@@ -193,7 +193,7 @@ def test_monitoring_flags_input_output_and_concept_drift(mlflow_uri: str, champi
         preds = predict_batch(recent, uri, model=model)
         labels = batch.select("customer_id", "churn") if labelled else None
         return monitor(recent, ref_profile, spec, recent_predictions=preds, reference_predictions=ref_preds,
-                       labels=labels, auc_reference=auc_ref, auc_tolerance=0.03)
+                       labels=labels, auc_reference=auc_ref, settings=MonitorSettings(auc_tolerance=0.03))
 
     same = run(synth_batch(2000, seed=901, start_id=7_000_000).data, labelled=True)
     assert not same.drift_detected, same.reasons

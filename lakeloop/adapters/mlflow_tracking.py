@@ -202,3 +202,21 @@ def load_oof(run_id: str, settings: MLflowSettings | None = None) -> pl.DataFram
 def load_training_summary(run_id: str, settings: MLflowSettings | None = None) -> dict[str, Any]:
     data: dict[str, Any] = json.loads(download_bytes(run_id, "training/summary.json", settings))
     return data
+
+
+def log_metrics(run_id: str, metrics: dict[str, float], settings: MLflowSettings | None = None) -> None:
+    """Append one point to each metric's history on a (finished) run: the monitor's per-batch record."""
+    import time
+
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    c = client(settings)
+    step = len(c.get_metric_history(run_id, next(iter(metrics)))) if metrics else 0
+    c.log_batch(run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()])
+
+
+def metric_history(run_id: str, key: str, settings: MLflowSettings | None = None) -> list[tuple[int, float]]:
+    """(timestamp ms, value) of every point of a run's metric, oldest first."""
+    points = client(settings).get_metric_history(run_id, key)
+    return sorted((int(m.timestamp), float(m.value)) for m in points)
