@@ -16,6 +16,8 @@ lakefs_app = typer.Typer(no_args_is_help=True, help="The local lakeFS-compatible
 data_app = typer.Typer(no_args_is_help=True, help="Datasets: synthetic churn batches.")
 app.add_typer(lakefs_app, name="lakefs")
 app.add_typer(data_app, name="data")
+spec_app = typer.Typer(no_args_is_help=True, help="Dataset specs: draft one from data.")
+app.add_typer(spec_app, name="spec")
 # the demo's commands live with the demo: the CLI is the one door from the product into infra.demo
 app.command("demo")(demo_commands.demo)
 data_app.command("synth")(demo_commands.data_synth)
@@ -33,6 +35,31 @@ def lakefs_serve(
     from infra.lakefs_server.serve import serve
 
     serve(host=host, port=port, data_dir=data_dir)  # credentials: `serve` reads the environment
+
+
+@spec_app.command("infer")
+def spec_infer(
+    data: Annotated[Path, typer.Argument(help="A CSV or parquet sample of the dataset.")],
+    name: Annotated[str | None, typer.Option(help="Dataset name (default: the file's stem).")] = None,
+    id_column: Annotated[str | None, typer.Option("--id", help="The id column (default: guessed).")] = None,
+    label: Annotated[str | None, typer.Option(help="The label column (default: guessed).")] = None,
+    out: Annotated[Path | None, typer.Option("-o", "--out", help="Write the YAML here instead of stdout.")] = None,
+) -> None:
+    """Draft a dataset spec YAML from a sample; every guess to check is a '# REVIEW:' comment."""
+    from tasks.data.spec_infer import infer_spec, read_sample, render_yaml
+
+    try:
+        inferred = infer_spec(read_sample(str(data)), name or data.stem, id_column=id_column, label_column=label,
+                              file_format="csv" if data.suffix == ".csv" else "parquet")
+    except ValueError as e:
+        console.print(f"[red]{data}: {e}[/]")
+        raise typer.Exit(1) from e
+    text = render_yaml(inferred)
+    if out:
+        out.write_text(text)
+        console.print(f"wrote {out}; {sum(len(v) for v in inferred.review.values())} item(s) to review")
+    else:
+        print(text, end="")
 
 
 @app.command()
