@@ -24,6 +24,9 @@ def main() -> int:
         if rc:
             failed.append(name)
     print(f"\nresults: {HERE / 'results.json'}")
+    from bench.readme_figures import main as write_readme_figures
+
+    write_readme_figures()  # the README's figures come from results.json only
     if failed:
         print(f"failed: {', '.join(failed)}")
     return 1 if failed else 0

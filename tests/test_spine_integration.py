@@ -57,6 +57,7 @@ def test_commits_drive_training_drift_and_quarantine(loop_env: Lake, prefect_ser
     o3 = on_commit(repository=repo, branch="main", commit_id=c3)
     assert o3.decision.reason == "no-drift", o3.decision.reasons
     assert o3.model is None
+    _monitor_twice(repo, settings.mlflow.model_name)
 
     c4 = _commit(lake, "004-invalid", mixed_batch(ROWS, seed=4, start_id=3 * ROWS, invalid_rate=0.05))
     o4 = on_commit(repository=repo, branch="main", commit_id=c4)
@@ -76,3 +77,22 @@ def test_commits_drive_training_drift_and_quarantine(loop_env: Lake, prefect_ser
     runs = prefect_server.wait_for_runs("batch-inference/batch-inference",
                                         lambda r: r["parameters"].get("repository") == repo, count=promoted)
     assert len(runs) == promoted and all(r["parameters"]["ref"] == "main" for r in runs)
+
+
+def _monitor_twice(repo: str, model_name: str) -> None:
+    """The monitor estimates performance from a calibrator stored with the champion, records each batch in
+    the champion's MLflow metrics, and a second alarm inside the cooldown asks for no second retrain."""
+    from flows.monitor import monitor
+    from lakeloop.adapters.mlflow_tracking import latest_training_reference, metric_history, stored_bytes
+    from tasks.serving import monitor_history
+    from tasks.serving.performance_estimate import CALIBRATOR_ARTIFACT
+
+    first, second = monitor(repository=repo), monitor(repository=repo)
+    assert any(s.name == "estimated AUC drop (CBPE)" for s in first.signals), first.signals
+    assert first.estimate is not None and first.estimate.auc is not None and 0.6 < first.estimate.auc < 1
+    ref = latest_training_reference(model_name)
+    assert ref is not None and stored_bytes(ref.run_id, CALIBRATOR_ARTIFACT) is not None
+    assert [v for _, v in metric_history(ref.run_id, "monitor.drift")] == [float(first.drift_detected),
+                                                                             float(second.drift_detected)]
+    requests = [v for _, v in metric_history(ref.run_id, monitor_history.RETRAIN_REQUESTED)]
+    assert requests == [float(first.drift_detected), 0.0]

@@ -1,0 +1,84 @@
+"""The README's figures table, rendered from `bench/results.json` so no figure is typed by hand.
+
+`python -m bench.readme_figures` rewrites the block between the markers; a test checks that the README
+holds exactly what this renders. Each row is a template over dotted keys of results.json.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+RESULTS = ROOT / "bench" / "results.json"
+START, END = "<!-- figures:start -->", "<!-- figures:end -->"
+
+ROWS: list[tuple[str, str]] = [
+    ("`lakefs.upload_vs_copy`, `lakefs.read_vs_copy`",
+     "upload+commit and read through the SDK vs plain file copies of the same bytes: "
+     "{lakefs.upload_vs_copy:.2f}× and {lakefs.read_vs_copy:.2f}×"),
+    ("`validate`", "{validate.rows:,} rows validated in {validate.validate_s:.1f} s wall; "
+                   "{validate.validate_vs_parquet_read:.1f}× a parquet read"),
+    ("`spine` ({spine.rows:,} rows)",
+     "read {spine.stages.read_parquet.wall_s:.1f} s, validate {spine.stages.validate.wall_s:.1f} s, "
+     "profile {spine.stages.profile_fresh.wall_s:.1f} s (cached: {spine.profile_cached_vs_fresh:.2f}× of that), "
+     "drift {spine.stages.drift.wall_s:.2f} s, CV training {spine.stages.train_cv.wall_s:.0f} s "
+     "({spine.train_share_of_total:.0%} of the total)"),
+    ("`events.commit_to_run_vs_bare`", "commit → flow-run median latency vs a bare `emit_event`: "
+                                       "{events.commit_to_run_vs_bare:.2f}× (goal ≤ {events.goal_ratio:g}×)"),
+    ("`labels.precision_at_budget`",
+     "{labels.precision_at_budget:.2f} (cleanlab alone {labels.baseline_cleanlab_precision_at_budget:.2f}, "
+     "random {labels.baseline_random_precision_at_budget:.2f}, ranking by the generator's true probabilities "
+     "{labels.oracle_precision_at_budget:.2f}: the ceiling on this data)"),
+    ("`labels.auc_gap_to_clean`", "{labels.auc_gap_to_clean:.4f} after one round "
+                                  "({labels.auc_gap_to_clean_before:.4f} before)"),
+    ("`ensemble.pyfunc_overhead`", "{ensemble.pyfunc_overhead:+.0%} CPU vs raw member predicts "
+                                   "(goal ≤ {ensemble.goal_overhead:.0%})"),
+    ("`monitor.false_alarm_rate`, `monitor.detection_rate`",
+     "{monitor.false_alarm_rate:.3f} of stationary batches flagged (goal ≤ 0.05), "
+     "{monitor.detection_rate:.2f} of drifted ones caught (goal ≥ 0.95)"),
+    ("`monitor.cbpe_abs_error`", "|estimated − realized AUC| {monitor.cbpe_abs_error:.4f} on average "
+                                 "(worst batch {monitor.cbpe_abs_error_max:.4f}; goal ≤ 0.03)"),
+]
+
+
+def _lookup(results: dict[str, Any], dotted: str) -> Any:
+    value: Any = results
+    for part in dotted.split("."):
+        value = value[part]
+    return value
+
+
+def _fill(template: str, results: dict[str, Any]) -> str:
+    def one(m: re.Match[str]) -> str:
+        return format(_lookup(results, m["key"]), m["fmt"] or "")
+    return re.sub(r"\{(?P<key>[a-z_][a-z0-9_.]*)(?::(?P<fmt>[^}]*))?\}", one, template)
+
+
+def render(results: dict[str, Any] | None = None) -> str:
+    data = results if results is not None else json.loads(RESULTS.read_text())
+    lines = ["| key | figure |", "|---|---|"]
+    for key, template in ROWS:
+        try:
+            lines.append(f"| {_fill(key, data)} | {_fill(template, data)} |")
+        except KeyError as e:  # a bench not run yet: say so rather than print a stale number
+            lines.append(f"| {key} | not measured yet ({e.args[0]!r} missing from results.json) |")
+    return "\n".join(lines)
+
+
+def readme_block(text: str) -> str:
+    return text.split(START, 1)[1].split(END, 1)[0].strip()
+
+
+def main() -> None:
+    text = README.read_text()
+    head, rest = text.split(START, 1)
+    README.write_text(f"{head}{START}\n{render()}\n{END}{rest.split(END, 1)[1]}")
+    print(render())
+
+
+if __name__ == "__main__":
+    main()
