@@ -40,7 +40,7 @@ ROWS: list[tuple[str, str]] = [
     ("`monitor.false_alarm_rate`, `monitor.detection_rate`",
      "{monitor.false_alarm_rate:.3f} of stationary batches flagged (goal ≤ 0.05), "
      "{monitor.detection_rate:.2f} of drifted ones caught (goal ≥ 0.95)"),
-    ("`monitor.cbpe_abs_error`", "|estimated − realized AUC| {monitor.cbpe_abs_error:.4f} on average "
+    ("`monitor.cbpe_abs_error`", "estimated vs realized AUC: mean absolute error {monitor.cbpe_abs_error:.4f} "
                                  "(worst batch {monitor.cbpe_abs_error_max:.4f}; goal ≤ 0.03)"),
 ]
 
