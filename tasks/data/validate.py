@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import polars as pl
@@ -69,6 +70,10 @@ class SchemaError(ValueError):
         super().__init__(message)
         self.source = source
         self.column = column
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        # the keyword-only fields are not in `args`: without this, unpickling (Prefect's stored result) fails
+        return partial(type(self), source=self.source, column=self.column), (str(self),)
 
 
 @dataclass(frozen=True)
