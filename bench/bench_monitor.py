@@ -65,7 +65,7 @@ class Champion:
         self.reference = holdout_outputs(holdout, self.uri, id_column=spec.id_column, model=self.model)
         self.auc = float(result.metrics["roc_auc"])
         self.calibrator = Calibrator.fit(result.oof_proba[:, 1], result.labels == 1)
-        self.cbpe_errors: list[float] = []
+        self.last_cbpe_error: float | None = None  # of the latest `flags` call; None: nothing estimated
 
     def flags(self, batch: pl.DataFrame, *, labelled: bool) -> tuple[bool, list[str]]:
         spec = self.spec
@@ -76,11 +76,12 @@ class Champion:
                          labels=batch.select(spec.id_column, spec.label_column) if labelled else None,
                          auc_reference=self.auc, calibrator=self.calibrator, drift_settings=DriftSettings(),
                          settings=MonitorSettings())
+        self.last_cbpe_error = None
         if report.estimate is not None and report.estimate.auc is not None:
             from sklearn.metrics import roc_auc_score
 
             truth = (batch.get_column(spec.label_column) == spec.positive).to_numpy()
-            self.cbpe_errors.append(abs(report.estimate.auc - roc_auc_score(truth, preds.get_column("probability"))))
+            self.last_cbpe_error = abs(report.estimate.auc - roc_auc_score(truth, preds.get_column("probability")))
         return report.drift_detected, report.reasons
 
 
@@ -111,16 +112,16 @@ def measure(home: Path, *, churn_seeds: int = 4, batches_per_seed: int = 5, batc
             batch = synth_batch(batch_rows, seed=2000 + s * 100 + k, start_id=start, label_noise=0.1).data
             flagged, why = champ.flags(batch, labelled=k % 2 == 0)  # labels have arrived for some batches
             alarms["churn"].append(flagged)
-            cbpe["stationary"] += champ.cbpe_errors[-1:]
+            cbpe["stationary"] += [] if champ.last_cbpe_error is None else [champ.last_cbpe_error]
             examples += why[:1] if flagged else []
             shifted = synth_batch(batch_rows, seed=3000 + s * 100 + k, start_id=start + 500_000,
                                   covariate_drift=1.0, label_noise=0.1).data
             caught["covariate"].append(champ.flags(shifted, labelled=False)[0])
-            cbpe["covariate"] += champ.cbpe_errors[-1:]
+            cbpe["covariate"] += [] if champ.last_cbpe_error is None else [champ.last_cbpe_error]
             concept = synth_batch(batch_rows, seed=4000 + s * 100 + k, start_id=start + 900_000,
                                   concept_drift=1.0, label_noise=0.1).data
             caught["concept"].append(champ.flags(concept, labelled=True)[0])
-            cbpe["concept"] += champ.cbpe_errors[-1:]
+            cbpe["concept"] += [] if champ.last_cbpe_error is None else [champ.last_cbpe_error]
     frame, spec = breast_cancer()
     for s in range(churn_seeds):
         rng = np.random.default_rng(5000 + s)

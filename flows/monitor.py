@@ -3,6 +3,8 @@ rows it never trained on, and decay once labels arrive."""
 
 from __future__ import annotations
 
+import io
+
 import polars as pl
 from prefect import flow, get_run_logger
 
@@ -11,9 +13,9 @@ from flows.reports import publish_artifact
 from lakeloop import events
 from lakeloop.adapters import prefect_events
 from lakeloop.adapters.mlflow_tracking import (
+    OOF_ARTIFACT,
     TrainingReference,
     latest_training_reference,
-    load_oof,
     load_training_summary,
     log_bytes,
     log_metrics,
@@ -59,12 +61,11 @@ def champion_calibrator(ctx: FlowContext, reference: TrainingReference) -> Calib
     stored = stored_bytes(reference.run_id, CALIBRATOR_ARTIFACT)
     if stored is not None:
         return Calibrator.model_validate_json(stored)
-    try:
-        oof = load_oof(reference.run_id)
-    except Exception as e:  # noqa: BLE001 - an ensemble or old run without OOF: estimate nothing, say why
-        get_run_logger().warning("performance not estimated: run %s has no out-of-fold predictions (%s)",
-                                 reference.run_id, e)
+    oof_bytes = stored_bytes(reference.run_id, OOF_ARTIFACT)
+    if oof_bytes is None:  # an ensemble or an old run: estimate nothing, say why
+        get_run_logger().warning("performance not estimated: run %s has no %s", reference.run_id, OOF_ARTIFACT)
         return None
+    oof = pl.read_parquet(io.BytesIO(oof_bytes))
     positive = f"proba_{ctx.spec.positive}"
     if len(ctx.spec.classes) != 2 or positive not in oof.columns:
         return None
