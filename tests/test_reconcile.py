@@ -146,3 +146,41 @@ def test_a_failed_pass_is_retried_soon_not_after_the_whole_interval(lake: Lake, 
         stop.set()
         timer.cancel()
         worker.join(timeout=10)
+
+
+def test_a_repository_that_does_not_exist_yet_is_one_log_line_then_reconciled(
+        lakefs_server, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:  # type: ignore[no-untyped-def]
+    """`lakeloop up` starts the bridge before it creates the repository: that is expected, so the first
+    pass says so once (no stack trace), and the repository is reconciled as soon as it exists."""
+    import logging
+    import uuid
+
+    from infra.bridge.reconcile import run_periodically
+    from tests.fixtures.lake import lake_settings
+
+    lake = Lake(lake_settings(lakefs_server, f"t-late-{uuid.uuid4().hex[:8]}"))
+    ledger = Ledger(tmp_path / "ledger.sqlite3")
+    ledger.baseline(f"lakefs:{lake.settings.repository}", default=datetime(2000, 1, 1, tzinfo=UTC))
+    rec = Recorder()
+    stop = threading.Event()
+    caplog.set_level(logging.INFO, logger="infra.bridge.reconcile")
+    worker = threading.Thread(target=run_periodically, args=(lambda: [lake], ledger, rec, 3600.0, stop),
+                              kwargs={"retry_after": 0.2}, daemon=True)
+    worker.start()
+    try:
+        deadline = datetime.now(UTC) + timedelta(seconds=10)
+        while datetime.now(UTC) < deadline and not any("does not exist yet" in r.message for r in caplog.records):
+            threading.Event().wait(0.1)
+        threading.Event().wait(1.0)  # several retries in absence
+        lake.ensure_repository()
+        c = put(lake, "main", "late", "first data")
+        deadline = datetime.now(UTC) + timedelta(seconds=20)
+        while datetime.now(UTC) < deadline and c not in rec.commits():
+            threading.Event().wait(0.2)
+        assert c in rec.commits()
+    finally:
+        stop.set()
+        worker.join(timeout=10)
+    mine = [r for r in caplog.records if r.name == "infra.bridge.reconcile"]
+    assert [r.levelno for r in mine if "does not exist yet" in r.message] == [logging.INFO]
+    assert not [r for r in mine if r.exc_info], "a missing repository is expected, not a stack trace"

@@ -169,6 +169,7 @@ def run_periodically(make_lake: Callable[[], Sequence[Lake]], ledger: Ledger, em
     interval behind one timeout. `jobs` run at the start of every pass, each on its own (one failing
     does not skip the others or the reconcile): the bridge replays the flows' event outbox this way."""
     backoff = retry_after
+    absent: set[str] = set()  # repositories reported missing (said once, not every retry)
     while not stop.is_set():
         for job in jobs:
             try:
@@ -178,6 +179,14 @@ def run_periodically(make_lake: Callable[[], Sequence[Lake]], ledger: Ledger, em
         failed = False
         try:
             for lake in make_lake():
+                if not lake.repository_exists():  # expected before `lakeloop up` creates it: look again soon
+                    if lake.settings.repository not in absent:
+                        log.info("lakefs://%s does not exist yet; reconciling it once it does",
+                                 lake.settings.repository)
+                    absent.add(lake.settings.repository)
+                    failed = True
+                    continue
+                absent.discard(lake.settings.repository)
                 rep = reconcile_once(lake, ledger, emitter, owner=owner, policy=policy)
                 failed = failed or bool(rep.errors)
                 if rep.emitted or rep.errors:

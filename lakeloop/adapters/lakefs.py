@@ -60,6 +60,14 @@ class Lake:
         self.repo = lakefs.Repository(s.repository, client=self.client)
 
     # ---- repository and branches ---------------------------------------
+    def repository_exists(self) -> bool:
+        """Whether the repository is there yet (asked afresh: the SDK caches a repository's properties)."""
+        try:
+            _ = lakefs.Repository(self.settings.repository, client=self.client).properties
+        except NotFoundException:
+            return False
+        return True
+
     def ensure_repository(self) -> None:
         s = self.settings
         self.repo.create(
