@@ -62,7 +62,7 @@ def champion_calibrator(ctx: FlowContext, reference: TrainingReference) -> Calib
     if stored is not None:
         return Calibrator.model_validate_json(stored)
     oof_bytes = stored_bytes(reference.run_id, OOF_ARTIFACT)
-    if oof_bytes is None:  # an ensemble or an old run: estimate nothing, say why
+    if oof_bytes is None:  # a run logged before OOF was stored with every model: estimate nothing, say why
         get_run_logger().warning("performance not estimated: run %s has no %s", reference.run_id, OOF_ARTIFACT)
         return None
     oof = pl.read_parquet(io.BytesIO(oof_bytes))

@@ -12,7 +12,7 @@ import pytest
 from mlflow import MlflowClient
 
 from infra.demo.synth import synth_batch
-from lakeloop.adapters.mlflow_tracking import TrackingError
+from lakeloop.adapters.mlflow_tracking import TrackingError, load_oof
 from lakeloop.settings import TrainSettings
 from lakeloop.spec import DatasetSpec
 from tasks.model.candidates import (
@@ -154,6 +154,11 @@ def test_pyfunc_roundtrip_matches_members(mlflow_uri: str, churn_candidates: Can
     assert mv.tags["lakeloop.spec_hash"] == cs.spec.spec_hash()
     assert mv.description
     assert mv.run_id == run_id == cs.parent_run_id
+    # the vote's out-of-fold probabilities travel with it (the monitor calibrates an ensemble champion on them)
+    oof = load_oof(run_id)
+    assert oof.get_column(cs.spec.id_column).to_list() == cs.frame.get_column(cs.spec.id_column).cast(pl.Utf8).to_list()
+    cv_auc = client.get_run(run_id).data.metrics["ensemble.cv_auc"]
+    assert auc_score(cs.y, oof.select("proba_no", "proba_yes").to_numpy()) == pytest.approx(cv_auc)
 
     model = mlflow.pyfunc.load_model(uri)
     inner = model.unwrap_python_model()

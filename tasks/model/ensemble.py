@@ -92,6 +92,13 @@ def select_members(members: list[Any], y: np.ndarray, voting: str = "weighted",
     )
 
 
+def plan_oof(members: list[Any], plan: EnsemblePlan, threshold: float = 0.5) -> np.ndarray:
+    """The vote's out-of-fold probabilities: what the packaged ensemble would have said of each training row
+    had it not seen it (members share folds). The monitor calibrates an ensemble champion on them."""
+    by_name = {mb.name: mb for mb in members}
+    return vote([by_name[n].oof for n in plan.names], plan.weights, plan.voting, threshold)[1]
+
+
 def _select(oofs: list[np.ndarray], y: np.ndarray, voting: str, threshold: float,
             auc: Any, max_steps: int = 40, init_copies: int = 4) -> list[float]:
     """Weights (zeros for members left out) over `oofs`, which are ranked best first.

@@ -22,7 +22,7 @@ import polars as pl
 
 from lakeloop.spec import DatasetSpec
 from tasks.model import pyfunc
-from tasks.model.ensemble import EnsemblePlan, select_members
+from tasks.model.ensemble import EnsemblePlan, plan_oof, select_members
 from tasks.model.model_contract import model_input, model_signature, pip_requirements
 from tasks.model.train import class_names
 
@@ -157,6 +157,7 @@ def log_ensemble(
                                 "ensemble.all_members_auc": plan.all_members_auc,
                                 "ensemble.nested_cv_auc": plan.nested_cv_auc})
             mlflow.log_dict(plan.__dict__, "ensemble_plan.json")
+            log_oof(ensemble_oof_frame(candidates, plan))
             info = mlflow.pyfunc.log_model(name="ensemble", tags=tags, **kwargs)
             run_id = run.info.run_id
     mv = mlflow.register_model(info.model_uri, name, tags={
@@ -167,6 +168,30 @@ def log_ensemble(
     client.update_model_version(name, mv.version, description=desc)
     client.set_registered_model_alias(name, "challenger", mv.version)
     return run_id, f"models:/{name}/{mv.version}", str(mv.version)
+
+
+def ensemble_oof_frame(candidates: Any, plan: EnsemblePlan) -> pl.DataFrame:
+    """The vote's out-of-fold probabilities in the single model's OOF layout (`training_run.oof_frame`)."""
+    spec = candidates.spec
+    proba = plan_oof(candidates.members, plan, decision_threshold(spec))
+    frame = candidates.frame
+    cols: dict[str, Any] = {
+        spec.id_column: frame.get_column(spec.id_column).cast(pl.Utf8),
+        spec.label_column: frame.get_column(spec.label_column).cast(pl.Utf8),
+        "label_index": pl.Series(candidates.y.astype("int64")),
+        "fold": pl.Series(candidates.folds.astype("int64")),
+    }
+    for i, name in enumerate(class_names(spec)):
+        cols[f"proba_{name}"] = pl.Series(proba[:, i].astype("float64"))
+    return pl.DataFrame(cols)
+
+
+def log_oof(oof: pl.DataFrame) -> None:
+    """Into the active run, at `OOF_ARTIFACT`: the relabel round and the monitor's calibrator read it there."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "oof.parquet"
+        oof.write_parquet(path)
+        mlflow.log_artifact(str(path), artifact_path="oof")
 
 
 def save_ensemble(candidates: Any, path: str | Path, *, voting: str = "weighted",

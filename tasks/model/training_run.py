@@ -32,7 +32,7 @@ from tasks.data.drift import DriftReport
 from tasks.data.profiling import from_bytes, summarize
 from tasks.model.candidates import Member
 from tasks.model.ensemble import single_member_plan
-from tasks.model.model_logging import log_pyfunc
+from tasks.model.model_logging import log_oof, log_pyfunc
 from tasks.model.train import TrainResult
 
 
@@ -98,10 +98,8 @@ def log_training(
             mlflow.log_artifact(str(prof), artifact_path="profile")
             mlflow.log_dict(summarize(from_bytes(profile_view_bytes)).model_dump(mode="json"),
                             "profile/summary.json")
-            if oof is not None:
-                path = Path(tmp) / "oof.parquet"
-                oof.write_parquet(path)
-                mlflow.log_artifact(str(path), artifact_path="oof")
+        if oof is not None:
+            log_oof(oof)
         if drift_report is not None:
             mlflow.log_dict(drift_report.model_dump(mode="json"), "drift/report.json")
             mlflow.log_text(drift_report.to_markdown(), "drift/report.md")
