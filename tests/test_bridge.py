@@ -276,10 +276,14 @@ def test_answers_arriving_during_an_announcement_are_announced_later(ledger: Led
             assert c.post("/label-studio/events", json=ls_body(ann=i), headers=AUTH).json()["status"] == "queued"
         release.set()
         deadline = time.monotonic() + 5
-        while sum(e.payload["answers"] for e in events) < 5 and time.monotonic() < deadline:
+        keys = [annotation_key(12, f"{i}@2026-07-23T10:00:00Z") for i in range(5)]
+        # the keys are completed after the emit returns, so wait for that too (on a loaded CI machine the
+        # client could otherwise shut the app down between the second emit and its completion)
+        while not (sum(e.payload["answers"] for e in events) >= 5 and all(map(ledger.is_settled, keys))) \
+                and time.monotonic() < deadline:
             time.sleep(0.05)
     assert [e.payload["answers"] for e in events] == [3, 2]
-    assert all(ledger.is_settled(annotation_key(12, f"{i}@2026-07-23T10:00:00Z")) for i in range(5))
+    assert all(ledger.is_settled(k) for k in keys)
 
 
 def test_answer_keys_are_done_only_after_their_announcement(ledger: Ledger, rec: Recorder) -> None:
