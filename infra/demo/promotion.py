@@ -52,7 +52,16 @@ def run_promotion_round(settings: Settings, console: Console) -> None:
     report = run_result(monitor_run)
     verdict = "drift detected" if getattr(report, "drift_detected", False) else "no drift"
     console.print(f"monitor {monitor_run['name']}: {verdict}"
-                  + (f" ({'; '.join(report.reasons)})" if getattr(report, "reasons", None) else ""))
+                  + (f" ({'; '.join(report.reasons)})" if getattr(report, "reasons", None) else "")
+                  + _estimate_line(getattr(report, "estimate", None)))
+
+
+def _estimate_line(estimate: Any) -> str:
+    """CBPE's estimate before labels arrive: the number a team watches between label rounds."""
+    if estimate is None or getattr(estimate, "auc", None) is None:
+        return ""
+    reference = f" (reference {estimate.reference_auc:.3f})" if estimate.reference_auc is not None else ""
+    return f"; estimated AUC {estimate.auc:.3f}{reference} over {estimate.rows} rows"
 
 
 def _inference_by(api: str, repository: str, version: str, after: datetime) -> tuple[dict[str, Any], Any]:
