@@ -1,15 +1,17 @@
 """`lakeloop up` / `down`: the local stack, on loopback, each service a real server.
 
-Order matters: lakeFS and MLflow first (no dependencies), then Prefect, then
-the bridge (needs Prefect to emit events), Label Studio (slow first start),
-the deployments and a worker, and last the lakeFS actions file that points
-lakeFS at the bridge.
+lakeFS, MLflow, Prefect and Label Studio depend on nothing and start side by side
+(Label Studio's first start alone takes ~30 s). Then, in order: the deployments and
+a worker (need Prefect), the bridge (needs Prefect to emit events), and last the
+lakeFS actions file that points lakeFS at the bridge.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlparse
 
 import httpx
@@ -80,25 +82,36 @@ def start_stack(s: Settings, with_label_studio: bool = True) -> dict[str, Servic
     result: dict[str, Service | str] = {}
     health = health_urls(s)
 
+    recording = threading.Lock()
+
     def ensure(name: str, url: str, starter: Callable[[], Service]) -> None:
         up = _healthy(health[name]) if name in health else _pid_alive(read_pidfile(pidfile).get(name, {}).get("pid"))
         if up:
             result[name] = url
             return
         svc = starter()
-        record_service(pidfile, svc)
-        result[name] = svc
+        with recording:  # the stack file is read-modify-write
+            record_service(pidfile, svc)
+            result[name] = svc
 
-    ensure("lakefs", s.lakefs.endpoint, lambda: lakefs.start_lakefs(
-        s.home, _port(s.lakefs.endpoint), s.lakefs.access_key_id, s.lakefs.secret_access_key,
-        hook_token=s.bridge.secret))
-    ensure("mlflow", s.mlflow.tracking_uri, lambda: mlflow.start_mlflow(s.home, _port(s.mlflow.tracking_uri)))
-    ensure("prefect", s.prefect.api_url, lambda: prefect.start_prefect_server(s.home, _port(s.prefect.api_url)))
-    if with_label_studio:
+    def start_label_studio_in_its_venv() -> Service:
         label_studio.ensure_venv(ROOT)
-        ensure("label-studio", s.label_studio.url, lambda: label_studio.start_label_studio(
-            s.home, _port(s.label_studio.url), s.label_studio.api_token,
-            s.label_studio.username, s.label_studio.password))
+        return label_studio.start_label_studio(s.home, _port(s.label_studio.url), s.label_studio.api_token,
+                                               s.label_studio.username, s.label_studio.password)
+
+    servers: list[tuple[str, str, Callable[[], Service]]] = [
+        ("lakefs", s.lakefs.endpoint, lambda: lakefs.start_lakefs(
+            s.home, _port(s.lakefs.endpoint), s.lakefs.access_key_id, s.lakefs.secret_access_key,
+            hook_token=s.bridge.secret)),
+        ("mlflow", s.mlflow.tracking_uri, lambda: mlflow.start_mlflow(s.home, _port(s.mlflow.tracking_uri))),
+        ("prefect", s.prefect.api_url, lambda: prefect.start_prefect_server(s.home, _port(s.prefect.api_url))),
+    ]
+    if with_label_studio:
+        servers.append(("label-studio", s.label_studio.url, start_label_studio_in_its_venv))
+    with ThreadPoolExecutor(max_workers=len(servers), thread_name_prefix="start") as pool:
+        started = [pool.submit(ensure, *server) for server in servers]
+    for future in started:  # every server has had its chance (and is in the stack file) before the first error
+        future.result()
 
     prefect.ensure_work_pool(s.prefect.api_url, s.prefect.work_pool)
     deploy_all(s.prefect.api_url, s.prefect.work_pool, ROOT)
