@@ -5,12 +5,13 @@ from __future__ import annotations
 from prefect import flow, get_run_logger
 
 from flows.context import FlowContext, step
-from flows.reports import publish_artifact
+from flows.reports import publish_artifact, publish_table
 from lakeloop import events
 from lakeloop.adapters import prefect_events
 from lakeloop.outcomes import InferenceOutcome
 from tasks.data import dataset
 from tasks.data.profiling import to_bytes
+from tasks.serving.action_list import action_list, action_markdown
 from tasks.serving.inference import predict_batch, predictions_path, profile_predictions, write_predictions
 
 PREDICTIONS_BRANCH = "predictions"
@@ -37,6 +38,9 @@ def batch_inference(repository: str, ref: str = "main", model_alias: str = "cham
     publish_artifact("predictions", f"## {preds.height} predictions by `{ctx.model_name}` v{version}\n\n"
             f"Data [`{data_commit[:12]}`]({ctx.commit_url(data_commit)}) → predictions "
             f"[`{commit[:12]}`]({ctx.commit_url(commit)}) at `{predictions_path(data_commit)}`.\n")
+    actions = action_list(data, preds, ctx.spec, model_version=version, data_commit=data_commit)
+    publish_table("worth-acting-on", actions.top,
+                  action_markdown(actions, f"[`{data_commit[:12]}`]({ctx.commit_url(data_commit)})"))
     prefect_events.emit_durable(events.INFERENCE_COMPLETED, events.dataset_resource(ctx.settings.lakefs.repository),
                         {"repository": ctx.settings.lakefs.repository, "ref": data_commit, "commit_id": commit,
                          "model_name": ctx.model_name, "version": version, "rows": preds.height})

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prefect.artifacts import create_markdown_artifact
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.context import get_run_context
 
 from flows.context import FlowContext
@@ -18,6 +18,15 @@ def publish_artifact(key: str, markdown: str, description: str | None = None) ->
     except RuntimeError:  # called outside a run (plain-function use, tests): nothing to attach to
         return
     create_markdown_artifact(markdown=markdown, key=key.lower().replace("_", "-"), description=description)
+
+
+def publish_table(key: str, rows: list[dict[str, str | float]], description: str) -> None:
+    """A table artifact on the current run: Prefect renders it sortable, with the markdown description above."""
+    try:
+        get_run_context()
+    except RuntimeError:
+        return
+    create_table_artifact(table=rows, key=key.lower().replace("_", "-"), description=description)
 
 
 def validation_markdown(ctx: FlowContext, batch: CommitBatch, quarantined: QuarantineRecord | None) -> str:

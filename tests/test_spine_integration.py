@@ -6,6 +6,8 @@ local lakeFS server; batches come from the synthetic churn generator.
 
 from __future__ import annotations
 
+import json
+
 import polars as pl
 import pytest
 
@@ -77,6 +79,22 @@ def test_commits_drive_training_drift_and_quarantine(loop_env: Lake, prefect_ser
     runs = prefect_server.wait_for_runs("batch-inference/batch-inference",
                                         lambda r: r["parameters"].get("repository") == repo, count=promoted)
     assert len(runs) == promoted and all(r["parameters"]["ref"] == "main" for r in runs)
+    _business_view(prefect_server, repo)
+
+
+def _business_view(prefect_server: PrefectStack, repo: str) -> None:
+    """Each batch inference leaves the business its list: rows worth acting on, with the model and commit."""
+    (done,) = prefect_server.wait_for_runs(
+        "batch-inference/batch-inference", lambda r: r["parameters"].get("repository") == repo
+        and (r.get("state") or {}).get("type") in ("COMPLETED", "FAILED", "CRASHED"), timeout=300)[:1]
+    assert done["state"]["type"] == "COMPLETED", done["state"]
+    (table,) = prefect_server._post("/artifacts/filter", {"artifacts": {
+        "flow_run_id": {"any_": [done["id"]]}, "key": {"any_": ["worth-acting-on"]}}})
+    assert table["type"] == "table" and "model version **v" in table["description"]
+    rows = json.loads(table["data"]) if isinstance(table["data"], str) else table["data"]
+    gains = [r["expected gain"] for r in rows]
+    assert rows and gains == sorted(gains, reverse=True) and min(gains) > 0
+    assert "| month_to_month |" in table["description"]  # counts per slice
 
 
 def _monitor_twice(repo: str, model_name: str) -> None:
