@@ -6,12 +6,13 @@ from prefect import flow, get_run_logger
 
 from flows.context import FlowContext, step
 from flows.experiment import experiment
-from flows.reports import decision_markdown, publish_artifact, validation_markdown
+from flows.reports import decision_markdown, drift_pictures_markdown, publish_artifact, validation_markdown
 from flows.retrain import retrain
-from lakeloop.adapters.mlflow_tracking import latest_training_reference, trained_versions
+from lakeloop.adapters.mlflow_tracking import latest_training_reference, log_bytes, trained_versions
 from lakeloop.outcomes import CommitOutcome, Decision
 from tasks.data import dataset, quarantine_branch
 from tasks.data.drift import detect_drift
+from tasks.data.drift_pictures import DRIFT_PICTURE_ARTIFACT, drift_figure_png
 from tasks.data.profiling import ProfileStore, dataset_profile, from_bytes
 from tasks.model import decide
 
@@ -35,11 +36,15 @@ def on_commit(repository: str, branch: str, commit_id: str) -> CommitOutcome:
     publish_artifact("validation", validation_markdown(ctx, batch, quarantined))
 
     reference = reference_profile(ctx.model_name)
-    drift = None
+    drift, picture = None, None
     if reference is not None and batch.valid.height:
         store = ProfileStore.for_spec(ctx.settings.home, ctx.spec)
         view, _ = profile_batch([(c.obj.checksum, c.valid_rows) for c in batch.checks], store, ctx.spec)
-        drift = compare(view, from_bytes(reference.profile), ctx.spec, ctx.settings.drift)
+        reference_view = from_bytes(reference.profile)
+        drift = compare(view, reference_view, ctx.spec, ctx.settings.drift)
+        picture = drift_figure_png(view, reference_view, ctx.spec, drift)
+        if picture is not None:
+            publish_artifact("drift-pictures", drift_pictures_markdown(ctx, commit_id, picture))
 
     trained = trained_versions(ctx.model_name, commit_id)
     decision = decide.decide(batch, drift, has_model=reference is not None, trained_versions=trained)
@@ -50,6 +55,8 @@ def on_commit(repository: str, branch: str, commit_id: str) -> CommitOutcome:
     if decision.retrain:
         model = retrain(repository=repository, branch=branch, commit_id=commit_id, reason=decision.reason,
                         force=False)
+        if model is not None and picture is not None:  # the run the drift caused shows what moved
+            log_bytes(model.run_id, DRIFT_PICTURE_ARTIFACT, picture)
     return CommitOutcome(commit_id=commit_id, branch=branch, decision=decision, batch_rows=batch.n_rows,
                                 invalid_rows=batch.n_invalid, quarantine=quarantined, model=model,
                                 drifted=drift.drifted if drift else [])

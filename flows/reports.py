@@ -9,6 +9,7 @@ from flows.context import FlowContext
 from lakeloop.outcomes import Decision, QuarantineRecord
 from tasks.data.dataset import CommitBatch
 from tasks.data.drift import DriftReport
+from tasks.data.drift_pictures import inline_image
 
 
 def publish_artifact(key: str, markdown: str, description: str | None = None) -> None:
@@ -59,3 +60,9 @@ def decision_markdown(ctx: FlowContext, commit_id: str, decision: Decision, drif
     head = f"## {'Retrain' if decision.retrain else 'Keep the current model'} ({decision.reason})\n\n"
     body = "\n".join(f"- {r}" for r in decision.reasons) + "\n\n"
     return head + body + (drift.to_markdown() if drift else "")
+
+
+def drift_pictures_markdown(ctx: FlowContext, commit_id: str, png: bytes) -> str:
+    return (f"### What moved in commit [`{commit_id[:12]}`]({ctx.commit_url(commit_id)})\n\n"
+            "Each drifted column: the reference (the data the current model learned from, grey) beside this "
+            "batch (orange), from their whylogs sketches.\n\n" + inline_image(png, "drifted columns") + "\n")

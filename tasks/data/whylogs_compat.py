@@ -228,3 +228,35 @@ def drift_scores(
 def _count(column_view: Any) -> int:
     counts = column_view.get_metric("counts")
     return 0 if counts is None else int(counts.n.value - counts.null.value)
+
+
+# ---- distributions, for pictures ---------------------------------------------
+def numeric_histograms(views: list[DatasetProfileView], column: str, bins: int = 20
+                       ) -> tuple[list[float], list[list[float]]] | None:
+    """Shared bin edges over every view's range, and each view's share of rows per bin, from its KLL sketch.
+
+    None when no view has a non-empty distribution sketch for `column`."""
+    sketches = []
+    for view in views:
+        cv = view.get_columns().get(column)
+        metric = None if cv is None else cv.get_metric("distribution")
+        sketches.append(None if metric is None or metric.kll.value.is_empty() else metric.kll.value)
+    present = [k for k in sketches if k is not None]
+    if not present:
+        return None
+    lo = min(k.get_min_value() for k in present)
+    hi = max(k.get_max_value() for k in present)
+    if hi <= lo:
+        hi = lo + 1.0
+    edges = [float(x) for x in np.linspace(lo, hi, bins + 1)]
+    masses = [[0.0] * bins if k is None else [float(m) for m in k.get_pmf(edges[1:-1])] for k in sketches]
+    return edges, masses
+
+
+def frequent_values(view: DatasetProfileView, column: str) -> dict[str, int]:
+    """Estimated count of each frequent value of `column` (its frequent-items sketch); {} when it has none."""
+    cv = view.get_columns().get(column)
+    metric = None if cv is None else cv.get_metric("frequent_items")
+    if metric is None:
+        return {}
+    return {str(item.value): int(item.est) for item in metric.to_summary_dict()["frequent_strings"]}
