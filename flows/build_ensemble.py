@@ -5,7 +5,7 @@ from __future__ import annotations
 from prefect import flow, get_run_logger
 
 from flows.context import FlowContext, step
-from flows.reports import publish_artifact
+from flows.reports import gate_markdown, publish_artifact, publish_model_card
 from flows.retrain import judge_and_promote
 from lakeloop import events
 from lakeloop.adapters import prefect_events
@@ -14,6 +14,8 @@ from lakeloop.outcomes import ModelRef
 from tasks.data import dataset
 from tasks.data.profiling import ProfileStore, dataset_profile, to_bytes
 from tasks.model.candidates import build_candidates
+from tasks.model.features import model_frame
+from tasks.model.model_card import booster_importance, combined
 from tasks.model.model_logging import log_ensemble
 
 search = step("search-candidates", build_candidates)
@@ -50,6 +52,11 @@ def build_ensemble(repository: str, commit_id: str = "main", trials: int | None 
     log.info("ensemble v%s: gate %s (%s)", version, "passed" if verdict.passed else "failed",
              "; ".join(verdict.reasons) or "all checks pass")
     publish_artifact("ensemble", _markdown(candidates, version, verdict.passed, verdict.reasons))
+    frame = model_frame(holdout, ctx.spec)
+    importance = combined([booster_importance(m.model, frame[m.features]) for m in candidates.members
+                           if m.kind == "xgboost"])
+    publish_artifact("model", publish_model_card(ctx, version, run_id, f"voted ensemble of {len(candidates.members)} "
+                                                 "members", gate_markdown(verdict, promoted), importance))
     if promoted:  # not `model.registered`: that starts a relabel round, which needs a single model's OOF
         prefect_events.emit_durable(events.MODEL_PROMOTED, events.model_resource(ctx.model_name),
                     {"model_name": ctx.model_name, "version": version, "run_id": run_id, "kind": "ensemble",

@@ -6,10 +6,22 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.context import get_run_context
 
 from flows.context import FlowContext
+from lakeloop.adapters.mlflow_tracking import TAG_COMMIT, log_bytes, run_metrics, run_tag, run_url, version_url
 from lakeloop.outcomes import Decision, QuarantineRecord
 from tasks.data.dataset import CommitBatch
 from tasks.data.drift import DriftReport
 from tasks.data.drift_pictures import inline_image
+from tasks.model.gate import GateResult
+from tasks.model.model_card import (
+    CARD_HTML,
+    CARD_MARKDOWN,
+    IMPORTANCE_PNG,
+    CardFacts,
+    Importance,
+    card_html,
+    card_markdown,
+    importance_png,
+)
 
 
 def publish_artifact(key: str, markdown: str, description: str | None = None) -> None:
@@ -66,3 +78,42 @@ def drift_pictures_markdown(ctx: FlowContext, commit_id: str, png: bytes) -> str
     return (f"### What moved in commit [`{commit_id[:12]}`]({ctx.commit_url(commit_id)})\n\n"
             "Each drifted column: the reference (the data the current model learned from, grey) beside this "
             "batch (orange), from their whylogs sketches.\n\n" + inline_image(png, "drifted columns") + "\n")
+
+
+def gate_markdown(result: GateResult, promoted: bool) -> str:
+    head = "promoted to `champion`" if promoted else "stays `challenger`"
+    rows = "\n".join(f"| {c.name} | {'pass' if c.passed else '**fail**'} | {c.detail} |" for c in result.checks)
+    evidence = f"AUC {result.auc} vs champion {result.champion_auc}"
+    if result.auc_delta is not None:
+        evidence += (f"; difference to the bar (v{result.bar_version}) {result.auc_delta} at "
+                     f"{result.auc_delta.confidence:.0%}")
+    return (f"\n### Gate on holdout rows of `{result.eval_commit[:12]}`: {head}\n\n{evidence}\n\n"
+            f"| check | result | detail |\n|---|---|---|\n{rows}\n")
+
+
+def publish_model_card(ctx: FlowContext, version: str, run_id: str, reason: str, gate: str,
+                       importance: Importance) -> str:
+    """Log the version's card to its MLflow run (markdown + picture, and one self-contained HTML page);
+    returns the card with the picture inline, for the Prefect artifact."""
+    name = ctx.model_name
+    links = {"MLflow version": version_url(name, version), "MLflow run": run_url(run_id),
+             **({"lakeFS commit": ctx.commit_url(commit)} if (commit := run_tag(run_id, TAG_COMMIT)) else {})}
+    prefect_run = _flow_run_url()
+    if prefect_run:
+        links["Prefect run"] = prefect_run
+    facts = CardFacts(model_name=name, version=str(version), reason=reason, metrics=run_metrics(run_id),
+                      links=links, gate_markdown=gate, importance=importance)
+    png = importance_png(importance)
+    log_bytes(run_id, CARD_MARKDOWN, card_markdown(facts, "![feature importance](feature_importance.png)"
+                                                   if png else None).encode())
+    if png:
+        log_bytes(run_id, IMPORTANCE_PNG, png)
+    log_bytes(run_id, CARD_HTML, card_html(facts, png).encode())
+    return card_markdown(facts, inline_image(png, "feature importance") if png else None)
+
+
+def _flow_run_url() -> str | None:
+    from prefect.runtime import flow_run
+    from prefect.utilities.urls import url_for
+
+    return url_for("flow-run", obj_id=flow_run.id) if flow_run.id else None

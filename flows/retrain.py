@@ -10,7 +10,7 @@ import polars as pl
 from prefect import flow, get_run_logger
 
 from flows.context import FlowContext, run_owner, step
-from flows.reports import publish_artifact
+from flows.reports import gate_markdown, publish_artifact, publish_model_card
 from lakeloop import events
 from lakeloop.adapters import prefect_events
 from lakeloop.adapters.mlflow_tracking import Lineage, ModelRecord, reference_version, trained_versions, version_lineage
@@ -19,8 +19,10 @@ from lakeloop.state import Ledger
 from tasks.data import dataset
 from tasks.data.profiling import ProfileStore, dataset_profile, to_bytes
 from tasks.labels.review_committee import member_columns, score_committee
+from tasks.model.features import model_frame
 from tasks.model.gate import GateConfig, GateResult
 from tasks.model.judge import rows_new_since
+from tasks.model.model_card import booster_importance
 from tasks.model.promotion import gate_and_promote
 from tasks.model.train import TrainResult, train_xgb
 from tasks.model.training_run import log_training, oof_frame
@@ -127,8 +129,9 @@ def _train(ctx: FlowContext, branch: str, commit_id: str, reason: str) -> ModelR
     fitted = fit_and_register(ctx, branch, commit_id, reason)
     record, result, lineage = fitted.record, fitted.result, fitted.lineage
     verdict, promoted = judge_and_promote(ctx, record.version, fitted.holdout, commit_id)
-    publish_artifact("model", _model_markdown(ctx, commit_id, record.version, record.run_id, result.metrics, reason)
-            + gate_markdown(verdict, promoted))
+    importance = booster_importance(result.model.get_booster(), model_frame(fitted.holdout, ctx.spec))
+    publish_artifact("model", publish_model_card(ctx, record.version, record.run_id, reason,
+                                                 gate_markdown(verdict, promoted), importance))
     prefect_events.emit_durable(events.MODEL_REGISTERED, events.model_resource(ctx.model_name), {
         "model_name": ctx.model_name, "version": str(record.version), "run_id": record.run_id,
         "repository": lineage.repository, "branch": branch, "commit_id": commit_id, "reason": reason,
@@ -140,24 +143,3 @@ def _train(ctx: FlowContext, branch: str, commit_id: str, reason: str) -> ModelR
         })
     return ModelRef(name=ctx.model_name, version=str(record.version), run_id=record.run_id, promoted=promoted,
                     metrics={k: float(v) for k, v in result.metrics.items() if isinstance(v, int | float)})
-
-
-def _model_markdown(ctx: FlowContext, commit_id: str, version: object, run_id: str,
-                    metrics: dict[str, float], reason: str) -> str:
-    mlflow_url = f"{ctx.settings.mlflow.tracking_uri}/#/models/{ctx.model_name}/versions/{version}"
-    rows = "\n".join(f"| {k} | {v:.4f} |" for k, v in metrics.items() if isinstance(v, float))
-    return (f"## {ctx.model_name} v{version} ({reason})\n\n"
-            f"Trained on lakeFS commit [`{commit_id[:12]}`]({ctx.commit_url(commit_id)}); "
-            f"[MLflow model version]({mlflow_url}), run `{run_id}`.\n\n"
-            f"| metric | value |\n|---|---:|\n{rows}\n")
-
-
-def gate_markdown(result: GateResult, promoted: bool) -> str:
-    head = "promoted to `champion`" if promoted else "stays `challenger`"
-    rows = "\n".join(f"| {c.name} | {'pass' if c.passed else '**fail**'} | {c.detail} |" for c in result.checks)
-    evidence = f"AUC {result.auc} vs champion {result.champion_auc}"
-    if result.auc_delta is not None:
-        evidence += (f"; difference to the bar (v{result.bar_version}) {result.auc_delta} at "
-                     f"{result.auc_delta.confidence:.0%}")
-    return (f"\n### Gate on holdout rows of `{result.eval_commit[:12]}`: {head}\n\n{evidence}\n\n"
-            f"| check | result | detail |\n|---|---|---|\n{rows}\n")

@@ -90,6 +90,27 @@ def experiment_id(c: MlflowClient, name: str) -> str:
         return str(exp.experiment_id)
 
 
+def run_url(run_id: str, artifact: str | None = None, settings: MLflowSettings | None = None) -> str:
+    """The run's page in the MLflow UI (with `artifact` selected in its artifacts tab)."""
+    s = settings or get_settings().mlflow
+    exp = client(s).get_run(run_id).info.experiment_id
+    tail = f"/artifacts/{artifact}" if artifact else ""
+    return f"{s.tracking_uri.rstrip('/')}/#/experiments/{exp}/runs/{run_id}{tail}"
+
+
+def run_metrics(run_id: str, settings: MLflowSettings | None = None) -> dict[str, float]:
+    """The run's latest value of each metric."""
+    return {k: float(v) for k, v in client(settings).get_run(run_id).data.metrics.items()}
+
+
+def run_tag(run_id: str, key: str, settings: MLflowSettings | None = None) -> str | None:
+    return client(settings).get_run(run_id).data.tags.get(key)
+
+
+def version_url(name: str, version: str, settings: MLflowSettings | None = None) -> str:
+    return f"{(settings or get_settings().mlflow).tracking_uri.rstrip('/')}/#/models/{name}/versions/{version}"
+
+
 def _quote(value: str) -> str:
     if "'" in value:
         raise ValueError(f"quote in search value {value!r}")
