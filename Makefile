@@ -4,8 +4,9 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3.12 || command -v p
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.lakeloop-installed
+SUDO := $(shell test "$$(id -u)" = 0 || echo sudo)
 
-.PHONY: setup demo test test-fast bench up down lint lock clean
+.PHONY: setup browser demo test test-fast bench up down lint lock clean
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,7 +21,11 @@ setup: $(STAMP)  ## app venv (.venv) with the `lakeloop` command; Label Studio's
 demo: setup  ## bring the local stack up and run the whole loop on synthetic churn
 	$(BIN)/lakeloop demo
 
-test: setup  ## unit + integration tests against real servers started by fixtures
+browser:  ## headless Chromium for the browser test: Debian's package (Playwright cannot download browsers here)
+	@command -v chromium >/dev/null || { $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends chromium; }
+
+test: setup browser  ## unit + integration tests against real servers started by fixtures
 	$(BIN)/pytest -q -m "not slow" --timeout 900
 
 test-fast: $(STAMP)  ## unit tests only

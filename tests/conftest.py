@@ -1,6 +1,7 @@
 """Fixtures: every server the tests use is started for real, as `lakeloop up` starts it."""
 
 pytest_plugins = [
+    "tests.fixtures.browser",
     "tests.fixtures.lakefs",
     "tests.fixtures.lake",
     "tests.fixtures.prefect",

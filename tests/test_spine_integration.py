@@ -7,6 +7,7 @@ local lakeFS server; batches come from the synthetic churn generator.
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import polars as pl
 import pytest
@@ -15,6 +16,7 @@ from infra.demo.run import mixed_batch
 from infra.demo.synth import synth_batch
 from lakeloop.adapters.lakefs import Lake
 from lakeloop.settings import get_settings
+from tests.fixtures.browser import rendered_images
 from tests.fixtures.loop_env import MakeLoopEnv
 from tests.fixtures.prefect import PrefectStack
 
@@ -33,7 +35,8 @@ def _commit(lake: Lake, name: str, frame: pl.DataFrame) -> str:
     return lake.commit("main", f"add {name}", {"lakeloop.kind": "data"})
 
 
-def test_commits_drive_training_drift_and_quarantine(loop_env: Lake, prefect_server: PrefectStack) -> None:
+def test_commits_drive_training_drift_and_quarantine(loop_env: Lake, prefect_server: PrefectStack,
+                                                     browser: Any) -> None:
     from flows.on_commit import on_commit
     from infra.lineage import commit_lineage, model_lineage
 
@@ -52,6 +55,7 @@ def test_commits_drive_training_drift_and_quarantine(loop_env: Lake, prefect_ser
     assert o2.drifted, "drifted columns are listed"
     assert o2.model is not None and o2.model.version == "2"
     _pictures(prefect_server, o1.model.run_id, o2.model.run_id)
+    _seen_in_a_browser(browser, prefect_server, o2.model.run_id)
     # the monitor may report the same drifted commit: an event-driven retrain never trains it twice
     from flows.retrain import retrain
     assert retrain(repository=repo, branch="main", commit_id=c2, reason="monitor: drift", force=False) is None
@@ -114,6 +118,27 @@ def _pictures(prefect_server: PrefectStack, first_run: str, drifted_run: str) ->
     pictures = prefect_server._post("/artifacts/filter", {"artifacts": {"key": {"any_": ["drift-pictures"]}},
                                                           "sort": "CREATED_DESC", "limit": 1})
     assert pictures and "data:image/png;base64," in pictures[0]["data"]
+
+
+def _seen_in_a_browser(browser: Any, prefect_server: PrefectStack, drifted_run: str) -> None:
+    """What a person opens: the drift pictures in Prefect's artifact page, the card in MLflow's run page."""
+    from lakeloop.adapters.mlflow_tracking import run_url
+    from tasks.model.model_card import CARD_HTML, IMPORTANCE_PNG
+
+    (pictures,) = prefect_server._post("/artifacts/filter", {"artifacts": {"key": {"any_": ["drift-pictures"]}},
+                                                             "sort": "CREATED_DESC", "limit": 1})
+    page = browser.new_page()
+    page.goto(f"{prefect_server.api_url.removesuffix('/api')}/artifacts/artifact/{pictures['id']}")
+    assert rendered_images(page, 'img[src^="data:image/png"]') == 1
+    page = browser.new_page()  # MLflow's image viewer shows the artifact through a blob: URL
+    page.goto(run_url(drifted_run, artifact=IMPORTANCE_PNG))
+    assert rendered_images(page, 'img[src^="blob:"]') >= 1
+    page = browser.new_page()  # the HTML card renders in an iframe, its picture inline
+    page.goto(run_url(drifted_run, artifact=CARD_HTML))
+    page.wait_for_selector("iframe", timeout=60_000)
+    (card,) = [f for f in page.frames if f != page.main_frame]
+    assert rendered_images(card, 'img[src^="data:image/png"]') == 1
+    assert "Slices" in card.inner_text("body")
 
 
 def _monitor_twice(repo: str, model_name: str) -> None:

@@ -9,19 +9,16 @@ is what the KS and chi-square tests compared.
 
 from __future__ import annotations
 
-import base64
-import io
+from typing import Any
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")  # no display on servers and workers
+from lakeloop.spec import DatasetSpec
+from tasks.data.drift import DriftReport, algorithm_for
+from tasks.data.pictures import figure, inline_image
+from tasks.data.whylogs_compat import DatasetProfileView, frequent_values, numeric_histograms
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from lakeloop.spec import DatasetSpec  # noqa: E402
-from tasks.data.drift import DriftReport, algorithm_for  # noqa: E402
-from tasks.data.whylogs_compat import DatasetProfileView, frequent_values, numeric_histograms  # noqa: E402
+__all__ = ["DRIFT_PICTURE_ARTIFACT", "drift_figure_png", "inline_image"]
 
 DRIFT_PICTURE_ARTIFACT = "drift/drifted_columns.png"
 MAX_COLUMNS = 12  # a picture of every column of a wide table helps nobody; the report lists the rest
@@ -29,7 +26,7 @@ MAX_CATEGORIES = 15
 REFERENCE, BATCH = "#7f8c8d", "#e67e22"
 
 
-def _numeric(ax: plt.Axes, current: DatasetProfileView, reference: DatasetProfileView, column: str) -> bool:
+def _numeric(ax: Any, current: DatasetProfileView, reference: DatasetProfileView, column: str) -> bool:
     hist = numeric_histograms([reference, current], column)
     if hist is None:
         return False
@@ -41,7 +38,7 @@ def _numeric(ax: plt.Axes, current: DatasetProfileView, reference: DatasetProfil
     return True
 
 
-def _categorical(ax: plt.Axes, current: DatasetProfileView, reference: DatasetProfileView, column: str,
+def _categorical(ax: Any, current: DatasetProfileView, reference: DatasetProfileView, column: str,
                  boolean: bool) -> bool:
     ref, cur = frequent_values(reference, column), frequent_values(current, column)
     if not ref and not cur:
@@ -68,8 +65,7 @@ def drift_figure_png(current: DatasetProfileView, reference: DatasetProfileView,
         return None
     ncols = min(len(columns), 3)
     nrows = -(-len(columns) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 3.4 * nrows), squeeze=False)
-    try:
+    with figure(nrows, ncols, figsize=(4.6 * ncols, 3.4 * nrows), squeeze=False) as (_, axes, png):
         for ax, cd in zip(axes.flat, columns, strict=False):
             feature = spec.feature(cd.column) if cd.column != spec.label_column else None
             boolean = feature is not None and feature.type == "boolean"
@@ -85,14 +81,4 @@ def drift_figure_png(current: DatasetProfileView, reference: DatasetProfileView,
                 ax.set_axis_off()
         for ax in list(axes.flat)[len(columns):]:
             ax.set_axis_off()
-        fig.tight_layout()
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=80)
-        return buf.getvalue()
-    finally:
-        plt.close(fig)
-
-
-def inline_image(png: bytes, alt: str) -> str:
-    """Markdown image with the PNG inline: a Prefect artifact then needs no image server the browser can reach."""
-    return f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode('ascii')})"
+        return png()

@@ -9,20 +9,15 @@ Importance is XGBoost's own: gain per feature, and mean |SHAP| from its TreeSHAP
 
 from __future__ import annotations
 
-import base64
-import io
 from dataclasses import dataclass, field
 from typing import Any
 
-import matplotlib
+import numpy as np
+import pandas as pd
+import xgboost as xgb
+from markdown_it import MarkdownIt
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import xgboost as xgb  # noqa: E402
-from markdown_it import MarkdownIt  # noqa: E402
+from tasks.data.pictures import figure, inline_image
 
 CARD_DIR = "model_card"
 CARD_MARKDOWN = f"{CARD_DIR}/card.md"
@@ -78,18 +73,12 @@ def importance_png(importance: Importance) -> bytes | None:
         return None
     order = sorted(importance.shap or importance.gain, key=lambda n: (importance.shap or importance.gain)[n],
                    reverse=True)[:TOP_FEATURES][::-1]
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 0.32 * len(order) + 1.4), squeeze=False)
-    try:
+    with figure(1, len(panels), figsize=(5.2 * len(panels), 0.32 * len(order) + 1.4), squeeze=False) as (_, axes, png):
         for ax, (title, values) in zip(axes.flat, panels, strict=True):
             ax.barh(order, [values.get(n, 0.0) for n in order], color="#2c7fb8")
             ax.set_title(title, fontsize=10)
             ax.tick_params(axis="y", labelsize=8)
-        fig.tight_layout()
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=80)
-        return buf.getvalue()
-    finally:
-        plt.close(fig)
+        return png()
 
 
 @dataclass
@@ -146,7 +135,7 @@ def card_markdown(facts: CardFacts, image: str | None) -> str:
 
 def card_html(facts: CardFacts, png: bytes | None) -> str:
     """The same card as one self-contained page (MLflow shows HTML artifacts rendered)."""
-    image = f"![feature importance](data:image/png;base64,{base64.b64encode(png).decode('ascii')})" if png else None
+    image = inline_image(png, "feature importance") if png else None
     body = MarkdownIt("commonmark").enable("table").render(card_markdown(facts, image))
     style = ("body{font-family:sans-serif;max-width:60em;margin:1em auto;padding:0 1em}"
              "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 8px}img{max-width:100%}")
