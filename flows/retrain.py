@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import polars as pl
 from prefect import flow, get_run_logger
 
+from flows.approval import ask_for_approval
 from flows.context import FlowContext, run_owner, step
 from flows.reports import gate_markdown, publish_artifact, publish_model_card
 from lakeloop import events
@@ -119,9 +120,14 @@ def judge_and_promote(ctx: FlowContext, version: str, holdout: pl.DataFrame, com
     champion = reference_version(ctx.model_name)
     since = version_lineage(ctx.model_name, champion.version).commit_id if champion is not None else None
     fresh = rows_new_since(ctx.lake, ctx.spec, holdout, since) if since else None
+    approve = (lambda v: ask_for_approval(ctx, v)) if ctx.settings.gate.promotion_policy == "approval" else None
     verdict, decision = gate(ctx.model_name, version, holdout, commit_id, ctx.spec,
                              config=GateConfig.from_settings(ctx.settings.gate), new_rows=fresh,
-                             lock=promotion_lock(ctx))
+                             lock=promotion_lock(ctx), approve=approve)
+    if not decision.promoted:  # a notification: the loop goes on with the champion it has
+        prefect_events.emit_durable(events.GATE_REFUSED, events.model_resource(ctx.model_name), {
+            "repository": ctx.settings.lakefs.repository, "model_name": ctx.model_name, "version": str(version),
+            "reasons": decision.reasons, "champion": decision.champion})
     return verdict, decision.promoted
 
 

@@ -29,11 +29,12 @@ DRIFT_DETECTED = "lakeloop.drift.detected"
 LABELS_READY = "lakeloop.labels.ready"
 MODEL_REGISTERED = "lakeloop.model.registered"
 MODEL_PROMOTED = "lakeloop.model.promoted"
+GATE_REFUSED = "lakeloop.gate.refused"  # a challenger was not promoted (failed checks or a rejected approval)
 INFERENCE_COMPLETED = "lakeloop.inference.completed"
 
 ALL_EVENTS = (
     LAKEFS_COMMIT_CREATED, LAKEFS_MERGE_COMPLETED, DRIFT_DETECTED, LABELS_READY,
-    MODEL_REGISTERED, MODEL_PROMOTED, INFERENCE_COMPLETED,
+    MODEL_REGISTERED, MODEL_PROMOTED, INFERENCE_COMPLETED, GATE_REFUSED,
 )
 
 # Stable namespace for deterministic event ids (uuid5).
@@ -152,6 +153,16 @@ class ModelPromotedPayload(_Payload):
     alias: str = "champion"
 
 
+class GateRefusedPayload(_Payload):
+    """lakeloop.gate.refused -> a notification (no flow starts on it)."""
+
+    repository: str
+    model_name: str
+    version: str | int
+    reasons: list[str] = Field(default_factory=list)
+    champion: str | None = None
+
+
 class InferenceCompletedPayload(_Payload):
     """lakeloop.inference.completed -> monitor(repository, ref)."""
 
@@ -168,6 +179,7 @@ PAYLOADS: dict[str, type[BaseModel]] = {
     MODEL_REGISTERED: ModelRegisteredPayload,
     MODEL_PROMOTED: ModelPromotedPayload,
     INFERENCE_COMPLETED: InferenceCompletedPayload,
+    GATE_REFUSED: GateRefusedPayload,
 }
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -168,6 +168,18 @@ class GateSettings(BaseSettings):
     past_champions: int = 5
     # rows new since the champion's data must carry label signal: challenger's AUC lower bound > 0.5
     min_signal_rows: int = 100
+    # `approval`: a challenger that passed the gate waits (paused in the Prefect UI) for a person's approve or
+    # reject; no answer within `approval_timeout_s` counts as reject. `auto`: the gate alone decides.
+    promotion_policy: Literal["auto", "approval"] = "auto"
+    approval_timeout_s: int = 86400
+
+
+class NotifySettings(BaseSettings):
+    """Where `lakeloop deploy`'s automations send notifications (a Slack-compatible webhook; unset: none)."""
+
+    model_config = SettingsConfigDict(env_prefix="LAKELOOP_NOTIFY_", env_file=".env", extra="ignore")
+
+    webhook_url: str | None = None
 
 
 class MonitorSettings(BaseSettings):
@@ -206,6 +218,7 @@ class Settings(BaseSettings):
     train: TrainSettings = Field(default_factory=TrainSettings)
     branches: BranchSettings = Field(default_factory=BranchSettings)
     gate: GateSettings = Field(default_factory=GateSettings)
+    notify: NotifySettings = Field(default_factory=NotifySettings)
 
     @property
     def state_dir(self) -> Path:

@@ -147,6 +147,33 @@ def apply_gate(result: Any, client: MlflowClient | None = None,
                                      "compared; gate again"], stale=True)
             move = promote(result.model_name, result.version, c)
         return GateDecision(True, move.champion, result.version, [])
+    return refuse(result, list(result.reasons), c)
+
+
+APPROVAL_TAG = "lakeloop.approval"  # `approved` | `rejected`; beside it `.approver`, `.reason`, `.at`
+
+
+@dataclass(frozen=True)
+class Approval:
+    """A person's answer to "promote this challenger?" (a timeout is a rejection by nobody)."""
+
+    approved: bool
+    approver: str
+    reason: str = ""
+
+
+def record_approval(name: str, version: str, approval: Approval, client: MlflowClient | None = None) -> None:
+    """The decision and who made it, as tags on the model version: the registry says who promoted what."""
+    c = _client(client)
+    for key, value in {APPROVAL_TAG: "approved" if approval.approved else "rejected",
+                       f"{APPROVAL_TAG}.approver": approval.approver or "unknown",
+                       f"{APPROVAL_TAG}.reason": approval.reason or "none", f"{APPROVAL_TAG}.at": _now()}.items():
+        c.set_model_version_tag(name, str(version), key, value[:4900])
+
+
+def refuse(result: Any, reasons: list[str], client: MlflowClient | None = None) -> GateDecision:
+    """Not promoted: the version keeps (or gets) the `challenger` alias, as a failing gate leaves it."""
+    c = _client(client)
     if alias_version(result.model_name, CHALLENGER, c) is None:
         c.set_registered_model_alias(result.model_name, CHALLENGER, result.version)
-    return GateDecision(False, champion_version(result.model_name, c), result.version, list(result.reasons))
+    return GateDecision(False, champion_version(result.model_name, c), result.version, reasons)
