@@ -72,7 +72,7 @@ def ask_for_approval(ctx: FlowContext, verdict: GateResult) -> Approval:
     form = ApprovalInput.with_initial_data(description=evidence, approve=False)
     try:
         answer = pause_flow_run(wait_for_input=form, timeout=timeout, poll_interval=min(POLL_S, timeout),
-                                key=f"approve-{verdict.model_name}-{verdict.version}-{verdict.champion_at_gate}")
+                                key=f"approve-v{verdict.version}-over-v{verdict.champion_at_gate or 'none'}")
     except FlowPauseTimeout:
         _running_again()
         log.warning("no approval of v%s within %ss: rejected", verdict.version, timeout)
