@@ -178,7 +178,18 @@ def main(argv: list[str] | None = None) -> None:
             raise DeployError(f"{args.prefect_file}: no deployment(s) named {sorted(unknown)}")
         deployments = [d for d in deployments if d["name"] in args.only]
     apply_deployments(deployments, args.pool, args.project_root.resolve())
+    _notifications()
     print(json.dumps({"deployments": deployment_names()}))
+
+
+def _notifications() -> None:
+    """The notification automations, when a webhook is configured (LAKELOOP_NOTIFY_WEBHOOK_URL)."""
+    from infra.notify import apply_notifications
+    from lakeloop.settings import get_settings
+
+    url = get_settings().notify.webhook_url
+    if url:
+        apply_notifications(url)
 
 
 def deployment_names(api_url: str | None = None) -> list[str]:
