@@ -109,3 +109,26 @@ def test_only_the_approved_challenger_becomes_champion(loop_env: Lake, prefect_s
     assert (t1["lakeloop.approval"], t1["lakeloop.approval.approver"]) == ("approved", "alice@example.com")
     assert (t2["lakeloop.approval"], t2["lakeloop.approval.approver"]) == ("rejected", "bob@example.com")
     assert t2["lakeloop.approval.reason"] == "slices look off" and t2["gate.passed"] == "true"
+
+
+def test_no_answer_within_the_timeout_is_a_rejection(prefect_server: PrefectStack) -> None:
+    """The pause times out in-process: the answer is a rejection by `timeout`, and the run still completes."""
+    from prefect import flow
+
+    from flows.approval import ask_for_approval
+    from flows.context import FlowContext
+    from lakeloop.settings import GateSettings, Settings
+    from tasks.model.gate import GateResult
+
+    ctx = FlowContext(settings=Settings(gate=GateSettings(approval_timeout_s=2)), spec=None, lake=None)  # type: ignore[arg-type]
+    verdict = GateResult(model_name="churn", version="2", champion_version="1", champion_at_gate="1",
+                         eval_commit="e" * 64, rows=100, passed=True, auc=0.8, champion_auc=0.79)
+
+    @flow(name="approval-timeout")
+    def waits() -> object:
+        return ask_for_approval(ctx, verdict)
+
+    state = waits(return_state=True)
+    assert state.is_completed(), state
+    answer = state.result()
+    assert not answer.approved and answer.approver == "timeout"
