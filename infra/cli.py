@@ -143,5 +143,59 @@ def reconcile() -> None:
         console.print(f"[red]{err}[/]")
 
 
+# ---- doctor, ingest, history: is the stack wired up, put data in, what happened to it ----------------
+@app.command()
+def doctor(
+    label_studio: Annotated[bool | None, typer.Option(
+        "--label-studio/--no-label-studio",
+        help="Check Label Studio (default: when configured or started by `lakeloop up`).")] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds each request may take.")] = 3.0,
+) -> None:
+    """Check every service the loop needs; print the fix for each failure; exit 1 on any failure."""
+    from infra.doctor import print_report, run_checks
+
+    report = run_checks(get_settings(), timeout=timeout, label_studio=label_studio)
+    print_report(report, console)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+def ingest(
+    file: Annotated[Path, typer.Argument(help="A CSV or parquet batch.")],
+    branch: Annotated[str, typer.Option(help="The lakeFS branch to commit to.")],
+    message: Annotated[str | None, typer.Option("-m", "--message", help="Commit message.")] = None,
+    force: Annotated[bool, typer.Option(help="Add a file again that the branch already has.")] = False,
+) -> None:
+    """Upload a batch through the lakeFS SDK and commit it with its lineage (file, sha256, rows, user)."""
+    from lakeloop.adapters.lakefs import Lake
+    from lakeloop.branches import BranchPolicy
+    from tasks.data.batches import IngestError, ingest_file
+
+    s = get_settings()
+    try:
+        result = ingest_file(Lake(s.lakefs), file, branch, message, force=force)
+    except IngestError as e:
+        console.print(f"[red]{e}[/]")
+        raise typer.Exit(1) from e
+    role = BranchPolicy.from_settings(s).role(branch)
+    next_step = {"watched": "on-commit validates it and may retrain",
+                 "experiment": "on-commit runs an experiment on it",
+                 "ignored": "the branch is neither watched nor an experiment: nothing runs"}[role]
+    console.print(f"committed {result.commit_id} on {branch}: {result.path}, {result.rows} rows, "
+                  f"sha256 {result.sha256[:12]}; {next_step}")
+
+
+@app.command()
+def history(
+    branch: Annotated[str | None, typer.Option(help="lakeFS branch (default: the repository's default).")] = None,
+    last: Annotated[int, typer.Option("-n", "--last", help="How many commits.")] = 10,
+) -> None:
+    """What happened to a branch's last commits: relayed, decision, drift, model, gate."""
+    from infra.history import print_history
+
+    print_history(get_settings(), console, branch, last)
+
+
 if __name__ == "__main__":
     app()

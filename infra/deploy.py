@@ -192,8 +192,8 @@ def _notifications() -> None:
         apply_notifications(url)
 
 
-def deployment_names(api_url: str | None = None) -> list[str]:
-    """ "flow-name/deployment-name" of every deployment.
+def read_deployments(api_url: str | None = None, timeout: float = 30.0) -> list[dict[str, Any]]:
+    """Every deployment as the API returns it (`name`, `flow_id`, `work_pool_name`, ...).
 
     Raw REST with complete bodies: the 3.8.8 client's `read_flows`/`read_deployments`
     send explicit nulls that FastAPI 0.154 rejects with 422.
@@ -203,7 +203,19 @@ def deployment_names(api_url: str | None = None) -> list[str]:
 
     url = (api_url or PREFECT_API_URL.value() or "").rstrip("/")
     body = {"limit": 200, "offset": 0, "sort": "NAME_ASC"}
-    deps = httpx.post(f"{url}/deployments/filter", json=body, timeout=30).raise_for_status().json()
+    deps: list[dict[str, Any]] = httpx.post(f"{url}/deployments/filter", json=body,
+                                            timeout=timeout).raise_for_status().json()
+    return deps
+
+
+def deployment_names(api_url: str | None = None) -> list[str]:
+    """ "flow-name/deployment-name" of every deployment (raw REST, as `read_deployments`)."""
+    import httpx
+    from prefect.settings import PREFECT_API_URL
+
+    url = (api_url or PREFECT_API_URL.value() or "").rstrip("/")
+    body = {"limit": 200, "offset": 0, "sort": "NAME_ASC"}
+    deps = read_deployments(url)
     flows = httpx.post(f"{url}/flows/filter", json=body, timeout=30).raise_for_status().json()
     names = {f["id"]: f["name"] for f in flows}
     return sorted(f"{names.get(d['flow_id'], '?')}/{d['name']}" for d in deps)

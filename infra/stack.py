@@ -126,15 +126,12 @@ def start_stack(s: Settings, with_label_studio: bool = True) -> dict[str, Servic
 def _prepare_lake(s: Settings) -> None:
     """Repository, and the actions file that sends the watched and experiment branches' commits and merges to
     the bridge, and gates merges into the watched branches (experiment branches inherit it from main)."""
-    from infra.bridge.lakefs_actions import ACTIONS_FILE, render_actions_yaml
+    from infra.bridge.lakefs_actions import ACTIONS_FILE, settings_actions_yaml
     from lakeloop.adapters.lakefs import Lake
-    from lakeloop.branches import BranchPolicy
 
     lake = Lake(s.lakefs)
     lake.ensure_repository()
-    policy = BranchPolicy.from_settings(s)
-    lake.install_actions(s.lakefs.default_branch, ACTIONS_FILE,
-                         render_actions_yaml(s.bridge.url, policy.hook_branches(), protected=policy.watched))
+    lake.install_actions(s.lakefs.default_branch, ACTIONS_FILE, settings_actions_yaml(s))
 
 
 def _pid_alive(pid: object) -> bool:

@@ -14,6 +14,8 @@ from collections.abc import Sequence
 
 import yaml
 
+from lakeloop.settings import Settings
+
 ACTIONS_FILE = "lakeloop.yaml"
 TOKEN_HEADER = "X-Lakeloop-Token"
 SIGNATURE_HEADER = "X-Lakeloop-Signature"
@@ -53,3 +55,12 @@ def render_actions_yaml(
         ],
     }
     return yaml.safe_dump(action, sort_keys=False)
+
+
+def settings_actions_yaml(s: Settings) -> str:
+    """The file `lakeloop up` installs for these settings (and `lakeloop doctor` expects): the watched and
+    experiment branches' commits and merges go to the bridge, merges into the watched branches are gated."""
+    from lakeloop.branches import BranchPolicy
+
+    policy = BranchPolicy.from_settings(s)
+    return render_actions_yaml(s.bridge.url, policy.hook_branches(), protected=policy.watched)

@@ -76,10 +76,12 @@ def user_batches(data: Path, spec: DatasetSpec, n: int) -> list[DemoBatch]:
 
 
 def commit_batch(lake: Lake, branch: str, batch: DemoBatch, index: int) -> str:
-    path = f"{lake.settings.data_prefix}{index:03d}-{batch.name}.parquet"
-    lake.write_frame(branch, path, batch.frame)
-    return lake.commit(branch, f"demo: add {batch.name} batch ({batch.frame.height} rows)",
-                       {"lakeloop.kind": "data", "lakeloop.demo.batch": batch.name, "rows": str(batch.frame.height)})
+    from tasks.data.batches import add_batch
+
+    _, commit_id = add_batch(lake, branch, batch.name, batch.frame, rows=batch.frame.height, index=index,
+                             message=f"demo: add {batch.name} batch ({batch.frame.height} rows)",
+                             metadata={"lakeloop.demo.batch": batch.name})
+    return commit_id
 
 
 def run_demo(settings: Settings, console: Console, *, data: Path | None, spec_path: Path | None,
