@@ -15,7 +15,7 @@ import pytest
 from infra.demo.run import mixed_batch
 from infra.demo.synth import synth_batch
 from lakeloop.adapters.lakefs import Lake
-from lakeloop.settings import get_settings
+from lakeloop.settings import Settings, get_settings
 from tests.fixtures.browser import rendered_images
 from tests.fixtures.loop_env import MakeLoopEnv
 from tests.fixtures.prefect import PrefectStack
@@ -73,6 +73,9 @@ def test_commits_drive_training_drift_and_quarantine(loop_env: Lake, prefect_ser
     assert o4.quarantine is not None
     q = lake.read_frame(o4.quarantine.branch, o4.quarantine.objects[0])
     assert q.height == o4.invalid_rows and q["_reasons"].str.len_chars().min() > 0  # type: ignore[operator]
+
+    _history_shows_each_commit(settings.model_copy(update={"prefect": settings.prefect.model_copy(
+        update={"api_url": prefect_server.api_url})}), [c4, c3, c2, c1])
 
     # lineage, both ways
     assert [m[1] for m in commit_lineage(c2, settings).models] == ["2"]
@@ -158,3 +161,18 @@ def _monitor_twice(repo: str, model_name: str) -> None:
                                                                              float(second.drift_detected)]
     requests = [v for _, v in metric_history(ref.run_id, monitor_history.RETRAIN_REQUESTED)]
     assert requests == [float(first.drift_detected), 0.0]
+
+
+def _history_shows_each_commit(settings: Settings, newest_first: list[str]) -> None:
+    """`lakeloop history` joins each commit's on-commit result (decision, drift) with MLflow (model, gate)."""
+    from infra.history import commit_history
+
+    rows = {r.commit_id: r for r in commit_history(settings, "main", limit=10)}
+    c4, c3, c2, c1 = newest_first
+    assert rows[c4].decision is not None, {c: rows[c].decision for c in newest_first}
+    assert rows[c1].decision == "first-model" and rows[c2].decision == "drift" and rows[c3].decision == "no-drift"
+    assert rows[c2].drifted and not rows[c3].drifted
+    assert [m.version for m in rows[c1].models] == ["1"] and rows[c1].models[0].gate in ("passed", "-")
+    assert [m.version for m in rows[c2].models] == ["2"] and rows[c2].models[0].gate in ("passed", "refused")
+    assert rows[c3].models == [] and all(r.run_state == "COMPLETED" for c, r in rows.items() if c in newest_first)
+    assert all(r.kind == "data" for c, r in rows.items() if c in newest_first)
