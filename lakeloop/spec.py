@@ -37,6 +37,9 @@ class Feature(BaseModel):
     max: float | None = None
     categories: list[str] | None = None
     nullable: bool = False
+    # values (compared after stripping whitespace) that mean "no value" in text input, e.g. [""] for blanks in
+    # a CSV export, ["NA", "?"]: read as null, so `nullable` decides whether the row is valid
+    null_tokens: list[str] = []
     pii: bool = False
     description: str = ""
 

@@ -214,6 +214,42 @@ def test_unparseable_values_quarantine_only_their_row() -> None:
     assert r.report.checks["type:tenure_months"] == 2
 
 
+def _with_null_tokens(tokens: dict[str, list[str]]) -> DatasetSpec:
+    raw = SPEC.model_dump()
+    for f in raw["features"]:
+        f["null_tokens"] = tokens.get(f["name"], [])
+    return DatasetSpec.model_validate(raw)
+
+
+def test_blanks_in_text_input_are_not_numbers_unless_the_spec_says_they_are_nulls() -> None:
+    rows = [_row(customer_id=f"C{i}") for i in range(4)]
+    df = pl.DataFrame(rows).with_columns(pl.all().cast(pl.String)).with_columns(
+        data_usage_gb=pl.Series(["100", " ", "", "NA"]),  # nullable
+        monthly_charges=pl.Series(["80", "80", " ", "80"]),  # not nullable
+    )
+    plain = validate(df, SPEC)
+    assert plain.invalid.get_column(REASONS).to_list() == [
+        "data_usage_gb=' ' not a number",
+        "monthly_charges=' ' not a number; data_usage_gb='' not a number",
+        "data_usage_gb='NA' not a number",
+    ]
+    spec = _with_null_tokens({"data_usage_gb": ["", "na", " NA "], "monthly_charges": [""]})
+    r = validate(df, spec)
+    assert r.valid.get_column("customer_id").to_list() == ["C0", "C1", "C3"]  # tokens compare stripped, exact case
+    assert r.valid.get_column("data_usage_gb").to_list() == [100.0, None, None]
+    # a null token in a column that may not be null is a missing value, not a bad number
+    assert r.invalid.get_column(REASONS).to_list() == ["monthly_charges is null (not nullable)"]
+    assert r.invalid.row(0, named=True)["monthly_charges"] == " "  # the quarantine keeps the value as read
+
+
+def test_null_tokens_leave_typed_input_alone() -> None:
+    spec = _with_null_tokens({"support_calls": ["0"], "contract": ["one-year"]})
+    r = validate(_frame(_row()), spec)  # typed (parquet-like) columns: tokens are about text input
+    assert r.report.n_invalid == 1  # contract is text here too: 'one-year' is a null token, contract not nullable
+    assert r.invalid.get_column(REASONS).to_list() == ["contract is null (not nullable)"]
+    assert validate(_frame(_row(contract="two-year")), spec).valid.get_column("support_calls").to_list() == [1]
+
+
 def test_invalid_rows_keep_original_values_as_strings_and_extra_columns() -> None:
     df = _frame(_row(), _row(customer_id="C2", tenure_months=-3)).with_columns(region=pl.Series(["n", "s"]))
     r = validate(df, SPEC, source="x.parquet")

@@ -19,7 +19,8 @@ Decisions worth knowing:
 * Ids in `known_ids` (already in the lake) are quarantined.
 * Extra columns are allowed, listed in the report, dropped from `valid` and kept in `invalid`.
 * Strings are parsed per row (CSV-friendly): "3" is an integer, "abc" quarantines the row;
-  integral floats are integers; booleans accept true/false/1/0/yes/no/t/f/y/n.
+  integral floats are integers; booleans accept true/false/1/0/yes/no/t/f/y/n. A feature's
+  `null_tokens` (say "" for blanks, "NA") are nulls in text input, so `nullable` decides.
 * The time column is required (non-null) and parsed to UTC microseconds; naive values are UTC.
 
 Vectorised with polars: masks for every check in one pass, reason strings only
@@ -133,7 +134,19 @@ def _is_texty(dt: pl.DataType) -> bool:
     return dt == pl.String or isinstance(dt, pl.Categorical | pl.Enum)
 
 
-def _typed(name: str, kind: str, dtype: pl.DataType, source: str) -> _Typed:
+def _null_tokens(spec: DatasetSpec, name: str) -> list[str]:
+    return [t.strip() for t in spec.feature(name).null_tokens] if name in spec.feature_names else []
+
+
+def _as_read(name: str, dtype: pl.DataType, null_tokens: list[str]) -> pl.Expr:
+    """The column as text, with the spec's null tokens (compared stripped) as null: what `orig` reasons show."""
+    c = pl.col(name).cast(pl.String)
+    if null_tokens and _is_texty(dtype):
+        return pl.when(c.str.strip_chars().is_in(null_tokens)).then(None).otherwise(c)
+    return c
+
+
+def _typed(name: str, kind: str, dtype: pl.DataType, source: str, null_tokens: list[str] | None = None) -> _Typed:
     """How to read column `name` of `dtype` as `kind`, or SchemaError if it never can be."""
     c = pl.col(name)
     if dtype == pl.Null:
@@ -143,6 +156,8 @@ def _typed(name: str, kind: str, dtype: pl.DataType, source: str) -> _Typed:
         return _Typed(pl.lit(None, dtype=target).alias(name), False, "")
     if _is_texty(dtype):
         c = c.cast(pl.String).str.strip_chars()
+        if null_tokens:
+            c = pl.when(c.is_in(null_tokens)).then(None).otherwise(c)
 
     if kind == "numeric":
         if dtype.is_numeric():
@@ -318,14 +333,15 @@ def validate(
     if clash:
         raise SchemaError(f"{source or '<frame>'}: column name(s) {clash} are reserved for validation output",
                           source=source, column=clash[0])
-    typed = {name: _typed(name, _kind(spec, name), df.schema[name], source) for name in spec.columns}
+    tokens = {name: _null_tokens(spec, name) for name in spec.columns}
+    typed = {name: _typed(name, _kind(spec, name), df.schema[name], source, tokens[name]) for name in spec.columns}
     known: pl.Series | None = None
     if known_ids is not None:
         known = known_ids.cast(pl.String) if isinstance(known_ids, pl.Series) else pl.Series(list(known_ids),
                                                                                              dtype=pl.String)
 
     exprs = [pl.int_range(pl.len(), dtype=pl.Int64).alias(ROW), *(t.expr for t in typed.values())]
-    exprs += [pl.col(n).cast(pl.String).alias(_ORIG + n) for n, t in typed.items() if t.parsed]
+    exprs += [_as_read(n, df.schema[n], tokens[n]).alias(_ORIG + n) for n, t in typed.items() if t.parsed]
     # Numeric columns keep their value as read: rules see NaN/inf as NULL (below), reasons the original.
     exprs += [t.expr.alias(_ORIG + n) for n, t in typed.items() if not t.parsed and _kind(spec, n) == "numeric"]
     src = df
