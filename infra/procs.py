@@ -171,10 +171,11 @@ def start_service(
     return svc
 
 
-def record_service(path: Path, svc: Service) -> None:
-    """Remember a started service in the stack file (read-modify-write, so partial starts are kept)."""
+def record_service(path: Path, svc: Service, *, key: str | None = None, config: str | None = None) -> None:
+    """Remember a started service in the stack file (read-modify-write, so partial starts are kept), under
+    `key` (default: its name), with the `config` it was started for (to tell when it needs a restart)."""
     data = read_pidfile(path)
-    data[svc.name] = {"pid": svc.pid, "url": svc.url}
+    data[key or svc.name] = {"pid": svc.pid, "url": svc.url, **({"config": config} if config is not None else {})}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2))
 

@@ -8,6 +8,7 @@ lakeFS actions file that points lakeFS at the bridge.
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from collections.abc import Callable
@@ -64,6 +65,13 @@ def service_env(s: Settings) -> dict[str, str]:
         "LAKEFS_ACCESS_KEY_ID": s.lakefs.access_key_id,
         "LAKEFS_SECRET_ACCESS_KEY": s.lakefs.secret_access_key,
         "LAKEFS_REPOSITORY": s.lakefs.repository,
+        "LAKEFS_STORAGE_NAMESPACE": s.lakefs.storage_namespace,
+        "LAKEFS_DEFAULT_BRANCH": s.lakefs.default_branch,
+        "LAKEFS_DATA_PREFIX": s.lakefs.data_prefix,
+        # the dataset: every flow run validates, trains and registers against this spec and these names
+        "LAKELOOP_SPEC_PATH": str(s.spec_path),
+        "MLFLOW_EXPERIMENT": s.mlflow.experiment,
+        "MLFLOW_MODEL_NAME": s.mlflow.model_name,
         "LABEL_STUDIO_URL": s.label_studio.url,
         "LABEL_STUDIO_API_TOKEN": s.label_studio.api_token,
         "LAKELOOP_BRIDGE_URL": s.bridge.url,
@@ -84,14 +92,20 @@ def start_stack(s: Settings, with_label_studio: bool = True) -> dict[str, Servic
 
     recording = threading.Lock()
 
-    def ensure(name: str, url: str, starter: Callable[[], Service]) -> None:
-        up = _healthy(health[name]) if name in health else _pid_alive(read_pidfile(pidfile).get(name, {}).get("pid"))
+    def ensure(name: str, url: str, starter: Callable[[], Service], config: str | None = None) -> None:
+        """Start `name` unless it answers; one this stack started for another `config` (say another dataset
+        spec) is restarted, so no process keeps working on the previous dataset."""
+        entry = read_pidfile(pidfile).get(name, {})
+        up = _healthy(health[name]) if name in health else _pid_alive(entry.get("pid"))
+        if up and config is not None and entry.get("config", config) != config and _pid_alive(entry.get("pid")):
+            stop_pid(int(str(entry["pid"])))
+            up = False
         if up:
             result[name] = url
             return
         svc = starter()
         with recording:  # the stack file is read-modify-write
-            record_service(pidfile, svc)
+            record_service(pidfile, svc, key=name, config=config)
             result[name] = svc
 
     def start_label_studio_in_its_venv() -> Service:
@@ -115,10 +129,13 @@ def start_stack(s: Settings, with_label_studio: bool = True) -> dict[str, Servic
 
     prefect.ensure_work_pool(s.prefect.api_url, s.prefect.work_pool)
     deploy_all(s.prefect.api_url, s.prefect.work_pool, ROOT)
-    ensure("worker", s.prefect.api_url, lambda: prefect.start_worker(s.prefect.api_url, s.prefect.work_pool, s.home))
+    # the worker's flow runs inherit its environment: a worker started for another dataset is replaced
+    config = json.dumps(service_env(s), sort_keys=True)
+    ensure("worker", s.prefect.api_url, lambda: prefect.start_worker(s.prefect.api_url, s.prefect.work_pool, s.home),
+           config=config)
     ensure("bridge", s.bridge.url, lambda: bridge.start_bridge(
         s.home, _port(s.bridge.url), api_url=s.prefect.api_url, secret=s.bridge.secret, lakefs=s.lakefs,
-        repositories=[s.lakefs.repository], spec_path=s.spec_path))
+        repositories=[s.lakefs.repository], spec_path=s.spec_path), config=config)
     _prepare_lake(s)
     return result
 

@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -220,6 +220,32 @@ class Settings(BaseSettings):
     gate: GateSettings = Field(default_factory=GateSettings)
     notify: NotifySettings = Field(default_factory=NotifySettings)
 
+    @model_validator(mode="after")
+    def _names_from_spec(self) -> Settings:
+        return self._name_after_the_dataset()
+
+    def _name_after_the_dataset(self) -> Settings:
+        """Repository (and its storage namespace), experiment and registered model are named after the spec's
+        dataset (`churn` for the worked example), so `LAKELOOP_SPEC_PATH` alone points every process at one dataset;
+        a value set explicitly (environment or code) wins."""
+        name = dataset_slug(self.spec_path)
+        if name is None:
+            return self
+        repository = self.lakefs.repository if "repository" in self.lakefs.model_fields_set else name
+        derived = {"lakefs": {"repository": repository, "storage_namespace": f"local://lakeloop/{repository}"},
+                   "mlflow": {"model_name": name, "experiment": f"lakeloop-{name}"}}
+        for section, values in derived.items():
+            current: BaseSettings = getattr(self, section)
+            copy = current.model_copy()
+            # through __dict__: neither a set field (the next derivation may change it) nor a shared sub-model
+            copy.__dict__.update({k: v for k, v in values.items() if k not in current.model_fields_set})
+            self.__dict__[section] = copy
+        return self
+
+    def for_spec(self, spec_path: Path) -> Settings:
+        """These settings for another dataset spec, its names derived again (unless set explicitly)."""
+        return self.model_copy(update={"spec_path": spec_path})._name_after_the_dataset()
+
     @property
     def state_dir(self) -> Path:
         return self.home / "state"
@@ -227,6 +253,24 @@ class Settings(BaseSettings):
     @property
     def log_dir(self) -> Path:
         return self.home / "logs"
+
+
+def dataset_slug(spec_path: Path) -> str | None:
+    """The spec's `name` as a lakeFS repository id (lowercase letters, digits, dashes); None when the file
+    cannot tell (missing or invalid: loading the spec reports that properly)."""
+    import re
+
+    import yaml
+
+    try:
+        raw = yaml.safe_load(Path(spec_path).read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+    name = raw.get("name") if isinstance(raw, dict) else None
+    if not isinstance(name, str):
+        return None
+    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+    return slug if len(slug) >= 3 else None
 
 
 @lru_cache(maxsize=1)

@@ -52,5 +52,8 @@ def demo(
 
     if (data is None) != (spec is None):
         raise typer.BadParameter("--data and --spec go together")
-    run_demo(get_settings(), console, data=data, spec_path=spec, batches=batches, label_round=label_round,
-             ensemble=ensemble)
+    failures = run_demo(get_settings(), console, data=data, spec_path=spec, batches=batches,
+                        label_round=label_round, ensemble=ensemble)
+    if failures:
+        console.print(f"[red]{len(failures)} on-commit run(s) failed[/]")
+        raise typer.Exit(1)

@@ -27,7 +27,7 @@ def run_label_round(settings: Settings, console: Console, run_id: str, truth: pl
 
     spec = DatasetSpec.from_yaml(settings.spec_path)
     console.rule("label review round")
-    run = wait_for_run(settings.prefect.api_url, "request-relabel", {"run_id": run_id})
+    run = wait_for_run(settings.prefect.api_url, "request-relabel", {"run_id": run_id}, console=console)
     request = run_result(run)
     console.print(f"request-relabel {run['name']}: {run['state']['type']}; "
                   f"{getattr(request, 'created', '?')} new task(s), {getattr(request, 'open_before', '?')} "
@@ -53,7 +53,8 @@ def run_label_round(settings: Settings, console: Console, run_id: str, truth: pl
         return
     console.print(f"ingest-labels: {sum(n for _, n in merges)} correction(s) merged into main as "
                   + ", ".join(m[:12] for m, _ in merges))
-    retrain = wait_for_run(settings.prefect.api_url, "on-commit", {"commit_id": merges[0][0]})
+    retrain = wait_for_run(settings.prefect.api_url, "on-commit", {"commit_id": merges[0][0]},
+                           console=console)
     outcome = run_result(retrain)
     model = getattr(outcome, "model", None)
     console.print(f"on-commit for the corrections merge {merges[0][0][:12]}: {outcome.decision.reason}"

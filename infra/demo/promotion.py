@@ -41,14 +41,14 @@ def run_promotion_round(settings: Settings, console: Console) -> None:
     if not ensemble.promoted:
         return
     api = settings.prefect.api_url
-    inference_run, inference = _inference_by(api, repository, str(ensemble.version), started)
+    inference_run, inference = _inference_by(api, repository, str(ensemble.version), started, console)
     console.print(f"batch-inference {inference_run['name']}: {getattr(inference, 'rows', '?')} predictions by "
                   f"v{getattr(inference, 'model_version', '?')} → predictions branch commit "
                   f"{str(getattr(inference, 'predictions_commit', '?'))[:12]}")
     if not hasattr(inference, "data_commit"):
         return
     monitor_run = wait_for_run(api, "monitor", {"ref": inference.data_commit},
-                               created_after=datetime.fromisoformat(inference_run["created"]))
+                               created_after=datetime.fromisoformat(inference_run["created"]), console=console)
     report = run_result(monitor_run)
     verdict = "drift detected" if getattr(report, "drift_detected", False) else "no drift"
     console.print(f"monitor {monitor_run['name']}: {verdict}"
@@ -64,10 +64,11 @@ def _estimate_line(estimate: Any) -> str:
     return f"; estimated AUC {estimate.auc:.3f}{reference} over {estimate.rows} rows"
 
 
-def _inference_by(api: str, repository: str, version: str, after: datetime) -> tuple[dict[str, Any], Any]:
+def _inference_by(api: str, repository: str, version: str, after: datetime,
+                  console: Console) -> tuple[dict[str, Any], Any]:
     """The batch-inference run that scored with `version`: an earlier promotion's run may finish first."""
     while True:
-        run = wait_for_run(api, "batch-inference", {"repository": repository}, created_after=after)
+        run = wait_for_run(api, "batch-inference", {"repository": repository}, created_after=after, console=console)
         outcome = run_result(run)
         if str(getattr(outcome, "model_version", "")) == version:
             return run, outcome

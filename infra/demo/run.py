@@ -14,9 +14,10 @@ from typing import Any
 
 import polars as pl
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from infra.demo.runs import run_result, wait_for_run
+from infra.demo.runs import failure_line, run_result, wait_for_run
 from lakeloop.adapters.lakefs import Lake
 from lakeloop.settings import Settings
 from lakeloop.spec import DatasetSpec
@@ -85,33 +86,43 @@ def commit_batch(lake: Lake, branch: str, batch: DemoBatch, index: int) -> str:
 
 
 def run_demo(settings: Settings, console: Console, *, data: Path | None, spec_path: Path | None,
-             batches: int, label_round: bool, ensemble: bool = True) -> None:
+             batches: int, label_round: bool, ensemble: bool = True) -> list[str]:
+    """The demo; returns one line per on-commit run that did not complete (empty: every run did)."""
     from infra.stack import print_urls, start_stack
 
-    if spec_path is not None:
-        settings = settings.model_copy(update={"spec_path": spec_path})
+    if spec_path is not None:  # the repository and model are named after this dataset unless set explicitly
+        settings = settings.for_spec(spec_path)
     spec = DatasetSpec.from_yaml(settings.spec_path)
+    demo_batches = user_batches(data, spec, batches) if data else churn_batches()
+    truths = [b.truth for b in demo_batches if b.truth is not None]
+    if label_round and not truths:
+        console.print("no true labels to simulate annotators with: no label review round (Label Studio stays off)")
+        label_round = False
     console.rule("starting the local stack")
     stack = start_stack(settings, with_label_studio=label_round)
     print_urls(stack, console)
     lake = Lake(settings.lakefs)
     branch = settings.lakefs.default_branch
-    demo_batches = user_batches(data, spec, batches) if data else churn_batches()
 
     table = Table("batch", "commit", "rows", "valid", "quarantined", "decision", "drifted columns", "model", "AUC",
                   title="lakeloop demo")
     last_model = None
+    failures: list[str] = []
     for i, batch in enumerate(demo_batches, start=1):
         console.rule(f"commit {i}: {batch.name} — {batch.note}")
         commit_id = commit_batch(lake, branch, batch, i)
-        run = wait_for_run(settings.prefect.api_url, "on-commit", {"commit_id": commit_id})
+        run = wait_for_run(settings.prefect.api_url, "on-commit", {"commit_id": commit_id}, console=console)
         outcome = run_result(run)
         _add_row(table, batch, commit_id, run, outcome)
-        console.print(f"  on-commit run {run['name']}: {run['state']['type']}")
+        failed = failure_line("on-commit", run, outcome)
+        if failed:
+            failures.append(failed)
+            console.print(f"  [red]{escape(failed)}[/]")
+        else:
+            console.print(f"  on-commit run {run['name']}: {run['state']['type']}")
         if getattr(outcome, "model", None) is not None:
             last_model = outcome.model
     console.print(table)
-    truths = [b.truth for b in demo_batches if b.truth is not None]
     if label_round and last_model is not None and truths:
         from infra.demo.labels import run_label_round
 
@@ -123,7 +134,9 @@ def run_demo(settings: Settings, console: Console, *, data: Path | None, spec_pa
     console.print(gate_evidence_table(settings))
     console.rule("where to look")
     print_urls(stack, console)
-    console.print("lineage: [bold]lakeloop lineage <commit-id>[/] or [bold]lakeloop lineage churn@1[/]")
+    console.print(f"lineage: [bold]lakeloop lineage <commit-id>[/] or "
+                  f"[bold]lakeloop lineage {escape(settings.mlflow.model_name)}@1[/]")
+    return failures
 
 
 def _add_row(table: Table, batch: DemoBatch, commit_id: str, run: dict[str, Any], outcome: Any) -> None:
