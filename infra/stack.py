@@ -8,6 +8,7 @@ lakeFS actions file that points lakeFS at the bridge.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import threading
@@ -130,7 +131,7 @@ def start_stack(s: Settings, with_label_studio: bool = True) -> dict[str, Servic
     prefect.ensure_work_pool(s.prefect.api_url, s.prefect.work_pool)
     deploy_all(s.prefect.api_url, s.prefect.work_pool, ROOT)
     # the worker's flow runs inherit its environment: a worker started for another dataset is replaced
-    config = json.dumps(service_env(s), sort_keys=True)
+    config = hashlib.sha256(json.dumps(service_env(s), sort_keys=True).encode()).hexdigest()[:16]
     ensure("worker", s.prefect.api_url, lambda: prefect.start_worker(s.prefect.api_url, s.prefect.work_pool, s.home),
            config=config)
     ensure("bridge", s.bridge.url, lambda: bridge.start_bridge(

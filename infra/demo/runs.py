@@ -29,7 +29,7 @@ class _Progress:
     def text(self, run: dict[str, Any] | None) -> str:
         waited = f"{time.monotonic() - self.start:.0f}s"
         if run is None:
-            return f"waiting for a {self.flow_name} run to be created ({waited})"
+            return f"waiting for the {self.flow_name} run to be created ({waited})"
         return f"{self.flow_name} run {run['name']}: {state_name(run)} ({waited})"
 
     def update(self, run: dict[str, Any] | None) -> None:
@@ -77,8 +77,9 @@ def wait_for_run(api_url: str, flow_name: str, match: dict[str, Any], timeout: f
                 runs = httpx.post(f"{api}/flow_runs/filter", json={
                     "flows": {"id": {"any_": [flows[0]["id"]]}}, "sort": "START_TIME_DESC", "limit": 50,
                 }, timeout=30).json() if flows else []
-            except httpx.HTTPError:  # a busy server answers late; keep waiting
-                runs = []
+            except httpx.HTTPError:  # a busy server answers late; keep waiting (and showing the last state)
+                time.sleep(1.0)
+                continue
             mine = [run for run in runs
                     if (created_after is None or datetime.fromisoformat(run["created"]) > created_after)
                     and all((run.get("parameters") or {}).get(k) == v for k, v in match.items())]
