@@ -177,7 +177,9 @@ def record_service(path: Path, svc: Service, *, key: str | None = None, config: 
     data = read_pidfile(path)
     data[key or svc.name] = {"pid": svc.pid, "url": svc.url, **({"config": config} if config is not None else {})}
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2))
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    tmp.replace(path)  # a reader never sees a half-written file
 
 
 def read_pidfile(path: Path) -> dict[str, dict[str, object]]:

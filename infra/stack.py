@@ -96,7 +96,8 @@ def start_stack(s: Settings, with_label_studio: bool = True) -> dict[str, Servic
     def ensure(name: str, url: str, starter: Callable[[], Service], config: str | None = None) -> None:
         """Start `name` unless it answers; one this stack started for another `config` (say another dataset
         spec) is restarted, so no process keeps working on the previous dataset."""
-        entry = read_pidfile(pidfile).get(name, {})
+        with recording:  # another server's thread may be rewriting the stack file
+            entry = read_pidfile(pidfile).get(name, {})
         up = _healthy(health[name]) if name in health else _pid_alive(entry.get("pid"))
         if up and config is not None and entry.get("config", config) != config and _pid_alive(entry.get("pid")):
             stop_pid(int(str(entry["pid"])))
