@@ -65,9 +65,9 @@ def spec_infer(
 @app.command()
 def setup() -> None:
     """Install what the servers need beyond the app venv (Label Studio's own venv)."""
-    from infra.local.label_studio import ensure_venv
+    from infra.local.label_studio import ensure_venv, venv_root
 
-    venv = ensure_venv(get_settings().home.parent)
+    venv = ensure_venv(venv_root(get_settings().home))
     console.print(f"Label Studio venv ready: {venv}")
 
 
@@ -119,13 +119,28 @@ def rollback(name: Annotated[str | None, typer.Argument(help="Registered model n
 
 @app.command()
 def deploy() -> None:
-    """Create or update every deployment of prefect.yaml on the configured Prefect server."""
-    from infra.deploy import deploy_all
-    from lakeloop.settings import ROOT
+    """Create or update every deployment of prefect.yaml (and its work pool) on the configured Prefect server."""
+    from infra.stack import deploy_flows
+
+    console.print(f"deployed: {', '.join(deploy_flows(get_settings()))}")
+
+
+@app.command()
+def init(
+    wait: Annotated[float, typer.Option(help="Seconds lakeFS and Prefect may take to answer first.")] = 0.0,
+) -> None:
+    """Prepare configured servers: lakeFS repository (if missing), actions file (commits reach the bridge,
+    merges into watched branches are gated), work pool and deployments. Idempotent; the compose stack runs it."""
+    from infra.stack import StackNotReady, init_stack
 
     s = get_settings()
-    result = deploy_all(s.prefect.api_url, s.prefect.work_pool, ROOT)
-    console.print(f"deployed: {', '.join(result.deployments)}")
+    try:
+        deployed = init_stack(s, wait_s=wait)
+    except StackNotReady as e:
+        console.print(f"[red]{e}[/]")
+        raise typer.Exit(1) from e
+    console.print(f"lakeFS repository {s.lakefs.repository}: actions installed (hooks call {s.bridge.url})")
+    console.print(f"deployed: {', '.join(deployed)}")
 
 
 @app.command()

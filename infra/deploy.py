@@ -126,16 +126,20 @@ def deploy_all(
     home: Path | None = None,
     only: Sequence[str] | None = None,
 ) -> DeployResult:
-    """Deploy the deployments of `prefect_file` (default `<project_root>/prefect.yaml`) to `pool`.
+    """Deploy the deployments of `prefect_file` (default: the prefect.yaml lakeloop ships) to `pool`.
+
+    `project_root` is where the entrypoints (`flows/...py`) resolve: `lakeloop.settings.ROOT`, the checkout
+    or, installed, site-packages, which is also the flow runs' working directory (prefect.yaml's pull step).
 
     `only`: deployment names to apply (default all). Raises `DeployError` with the
     deploy process's output when anything fails or a deployment is missing afterwards.
     """
+    from lakeloop.settings import get_settings, shipped
+
     project_root = Path(project_root).resolve()
-    pfile = Path(prefect_file).resolve() if prefect_file else project_root / "prefect.yaml"
+    pfile = Path(prefect_file).resolve() if prefect_file else shipped("prefect.yaml")
     if not pfile.exists():
         raise DeployError(f"{pfile}: no such prefect.yaml")
-    from lakeloop.settings import get_settings
 
     env = {**os.environ, **QUIET_ENV, "PREFECT_API_URL": api_url,
            "LAKELOOP_PROJECT_ROOT": str(project_root), "LAKELOOP_PREFECT_WORK_POOL": pool,

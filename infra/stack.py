@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlparse
@@ -26,6 +27,10 @@ from lakeloop.settings import ROOT, Settings
 
 # every product's telemetry switch, as its launcher sets it for its own server
 TELEMETRY_OFF = {**mlflow.TELEMETRY_OFF, **prefect.TELEMETRY_OFF, **label_studio.TELEMETRY_OFF}
+
+
+class StackNotReady(RuntimeError):
+    """A service the command needs did not answer in time."""
 
 
 def _port(url: str) -> int:
@@ -83,8 +88,6 @@ def service_env(s: Settings) -> dict[str, str]:
 
 def start_stack(s: Settings, with_label_studio: bool = True) -> dict[str, Service | str]:
     """Start whatever is not already answering; returns name -> Service (or URL if it was already up)."""
-    from infra.deploy import deploy_all
-
     os.environ.update(service_env(s))
     s.home.mkdir(parents=True, exist_ok=True)
     pidfile = s.home / "stack.json"
@@ -111,7 +114,7 @@ def start_stack(s: Settings, with_label_studio: bool = True) -> dict[str, Servic
             result[name] = svc
 
     def start_label_studio_in_its_venv() -> Service:
-        label_studio.ensure_venv(ROOT)
+        label_studio.ensure_venv(label_studio.venv_root(s.home))
         return label_studio.start_label_studio(s.home, _port(s.label_studio.url), s.label_studio.api_token,
                                                s.label_studio.username, s.label_studio.password)
 
@@ -129,8 +132,7 @@ def start_stack(s: Settings, with_label_studio: bool = True) -> dict[str, Servic
     for future in started:  # every server has had its chance (and is in the stack file) before the first error
         future.result()
 
-    prefect.ensure_work_pool(s.prefect.api_url, s.prefect.work_pool)
-    deploy_all(s.prefect.api_url, s.prefect.work_pool, ROOT)
+    deploy_flows(s)
     # the worker's flow runs inherit its environment: a worker started for another dataset is replaced
     config = hashlib.sha256(json.dumps(service_env(s), sort_keys=True).encode()).hexdigest()[:16]
     ensure("worker", s.prefect.api_url, lambda: prefect.start_worker(s.prefect.api_url, s.prefect.work_pool, s.home),
@@ -138,11 +140,39 @@ def start_stack(s: Settings, with_label_studio: bool = True) -> dict[str, Servic
     ensure("bridge", s.bridge.url, lambda: bridge.start_bridge(
         s.home, _port(s.bridge.url), api_url=s.prefect.api_url, secret=s.bridge.secret, lakefs=s.lakefs,
         repositories=[s.lakefs.repository], spec_path=s.spec_path), config=config)
-    _prepare_lake(s)
+    prepare_lake(s)
     return result
 
 
-def _prepare_lake(s: Settings) -> None:
+def init_stack(s: Settings, wait_s: float = 0.0) -> list[str]:
+    """`lakeloop init`, for servers that run elsewhere (the compose stack's init service): the repository if
+    it is missing, the actions file, the work pool and the deployments. Idempotent; returns the deployments.
+
+    `wait_s`: how long lakeFS and Prefect may take to answer first (containers start together)."""
+    wait_healthy(s, ["lakefs", "prefect"], wait_s)
+    prepare_lake(s)
+    return deploy_flows(s)
+
+
+def wait_healthy(s: Settings, names: list[str], timeout: float, poll_s: float = 1.0) -> None:
+    """Until each named service answers its health URL; `StackNotReady` naming the silent ones after `timeout`."""
+    urls = {n: health_urls(s)[n] for n in names}
+    deadline = time.monotonic() + timeout
+    while silent := [n for n, url in urls.items() if not _healthy(url)]:
+        if time.monotonic() >= deadline:
+            raise StackNotReady(", ".join(f"{n} ({urls[n]})" for n in silent) + f" not answering after {timeout:.0f}s")
+        time.sleep(poll_s)
+
+
+def deploy_flows(s: Settings) -> list[str]:
+    """The work pool (unless it exists) and every deployment of the shipped prefect.yaml, from the installed code."""
+    from infra.deploy import deploy_all
+
+    prefect.ensure_work_pool(s.prefect.api_url, s.prefect.work_pool)
+    return deploy_all(s.prefect.api_url, s.prefect.work_pool, ROOT).deployments
+
+
+def prepare_lake(s: Settings) -> None:
     """Repository, and the actions file that sends the watched and experiment branches' commits and merges to
     the bridge, and gates merges into the watched branches (experiment branches inherit it from main)."""
     from infra.bridge.lakefs_actions import ACTIONS_FILE, settings_actions_yaml

@@ -11,18 +11,41 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+# The directory holding the lakeloop, tasks, flows and infra packages: the checkout in development,
+# site-packages in an installed wheel (never a place to write to; see `shipped`).
 ROOT = Path(__file__).resolve().parent.parent
+IN_CHECKOUT = (ROOT / "pyproject.toml").is_file()
+
+
+def shipped(relpath: str) -> Path:
+    """A file lakeloop ships beside its code (prefect.yaml, the example spec), by its path in the repository.
+
+    A checkout has it in place; a wheel carries it under lakeloop/_shipped/ (pyproject's force-include),
+    since an installed package has no repository around it.
+    """
+    packaged = Path(__file__).resolve().parent / "_shipped" / relpath
+    return packaged if packaged.exists() else ROOT / relpath
+
+
+def _env(*names: str) -> AliasChoices:
+    """Environment names of one setting, first found wins: the service's own variable where it has one, so
+    a team configures each address once (Prefect, MLflow and the lakeFS and Label Studio clients read them too)."""
+    return AliasChoices(*names)
 
 
 class LakeFSSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="LAKEFS_", env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="LAKEFS_", env_file=".env", extra="ignore", populate_by_name=True)
 
-    endpoint: str = "http://127.0.0.1:8000"
-    access_key_id: str = "AKIALAKELOOPLOCAL000"
-    secret_access_key: str = "lakeloop-local-secret-key-change-me"
+    # lakectl's names too (the lakefs SDK's own configuration)
+    endpoint: str = Field(default="http://127.0.0.1:8000",
+                          validation_alias=_env("LAKEFS_ENDPOINT", "LAKECTL_SERVER_ENDPOINT_URL"))
+    access_key_id: str = Field(default="AKIALAKELOOPLOCAL000",
+                               validation_alias=_env("LAKEFS_ACCESS_KEY_ID", "LAKECTL_CREDENTIALS_ACCESS_KEY_ID"))
+    secret_access_key: str = Field(default="lakeloop-local-secret-key-change-me", validation_alias=_env(
+        "LAKEFS_SECRET_ACCESS_KEY", "LAKECTL_CREDENTIALS_SECRET_ACCESS_KEY"))
     repository: str = "churn"
     default_branch: str = "main"
     storage_namespace: str = "local://lakeloop/churn"
@@ -30,25 +53,33 @@ class LakeFSSettings(BaseSettings):
 
 
 class MLflowSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="MLFLOW_", env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="MLFLOW_", env_file=".env", extra="ignore", populate_by_name=True)
 
-    tracking_uri: str = "http://127.0.0.1:5000"
-    experiment: str = "lakeloop-churn"
+    tracking_uri: str = "http://127.0.0.1:5000"  # MLFLOW_TRACKING_URI, MLflow's own
+    # MLflow's own MLFLOW_EXPERIMENT_NAME first
+    experiment: str = Field(default="lakeloop-churn",
+                            validation_alias=_env("MLFLOW_EXPERIMENT_NAME", "MLFLOW_EXPERIMENT"))
     model_name: str = "churn"
 
 
 class PrefectSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="LAKELOOP_PREFECT_", env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="LAKELOOP_PREFECT_", env_file=".env", extra="ignore",
+                                      populate_by_name=True)
 
-    api_url: str = "http://127.0.0.1:4200/api"
+    # Prefect's own PREFECT_API_URL first: the flows' Prefect client and lakeloop's event posts must agree
+    api_url: str = Field(default="http://127.0.0.1:4200/api",
+                         validation_alias=_env("PREFECT_API_URL", "LAKELOOP_PREFECT_API_URL"))
     work_pool: str = "lakeloop"
 
 
 class LabelStudioSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="LABEL_STUDIO_", env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="LABEL_STUDIO_", env_file=".env", extra="ignore",
+                                      populate_by_name=True)
 
     url: str = "http://127.0.0.1:8080"
-    api_token: str = "lakeloop0local0label0studio0token0000001"
+    # the Label Studio SDK's LABEL_STUDIO_API_KEY too
+    api_token: str = Field(default="lakeloop0local0label0studio0token0000001",
+                           validation_alias=_env("LABEL_STUDIO_API_TOKEN", "LABEL_STUDIO_API_KEY"))
     username: str = "admin@lakeloop.local"
     password: str = "lakeloop-admin"
 
@@ -204,8 +235,10 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="LAKELOOP_", env_file=".env", extra="ignore")
 
-    home: Path = Field(default=ROOT / ".lakeloop", description="State, logs and server data of the local stack.")
-    spec_path: Path = ROOT / "examples" / "churn" / "spec.yaml"
+    # an installed package keeps its state in the user's home, never in site-packages
+    home: Path = Field(default=ROOT / ".lakeloop" if IN_CHECKOUT else Path.home() / ".lakeloop",
+                       description="State, logs and server data of the local stack.")
+    spec_path: Path = shipped("examples/churn/spec.yaml")
     lakefs: LakeFSSettings = Field(default_factory=LakeFSSettings)
     mlflow: MLflowSettings = Field(default_factory=MLflowSettings)
     prefect: PrefectSettings = Field(default_factory=PrefectSettings)

@@ -55,7 +55,6 @@ def start_bridge(
     """`python -m infra.bridge` on loopback; state (ledger) under `home/state`."""
     env = {"LAKELOOP_HOME": str(home)}
     if api_url:
-        env["LAKELOOP_PREFECT_API_URL"] = api_url
         env["PREFECT_API_URL"] = api_url
     if secret:
         env["LAKELOOP_BRIDGE_SECRET"] = secret

@@ -20,9 +20,11 @@ import hashlib
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 from infra.procs import Service, log_file, start_service
+from lakeloop.settings import IN_CHECKOUT, ROOT
 
 LS_VERSION = "1.23.2"
 REQUIREMENTS = Path(__file__).resolve().parents[2] / "infra" / "label_studio" / "requirements.txt"
@@ -45,15 +47,20 @@ def venv_dir(root: Path) -> Path:
     return Path(root) / ".venv-ls"
 
 
+def venv_root(home: Path) -> Path:
+    """Where `.venv-ls` lives: a checkout's root (beside .venv); installed, the state `home` (not site-packages)."""
+    return ROOT if IN_CHECKOUT else Path(home)
+
+
 def _requirements_hash(req: Path) -> str:
     return hashlib.sha256(req.read_bytes()).hexdigest()
 
 
 def _find_uv(root: Path) -> str | None:
-    """`uv` from the app venv, else from PATH; None means fall back to pip."""
-    candidate = Path(root) / ".venv" / "bin" / "uv"
-    if candidate.exists():
-        return str(candidate)
+    """`uv` from the app venv (the checkout's, else the running one's), else from PATH; None: fall back to pip."""
+    for candidate in (Path(root) / ".venv" / "bin" / "uv", Path(sys.executable).parent / "uv"):
+        if candidate.exists():
+            return str(candidate)
     return shutil.which("uv")
 
 
@@ -127,9 +134,7 @@ def start_label_studio(
     The admin `username`/`password` and API `token` are created on the first
     start of a fresh data dir and reused afterwards.
     """
-    from lakeloop.settings import ROOT
-
-    venv = venv_dir(root or ROOT)
+    venv = venv_dir(root or venv_root(home))
     exe = venv / "bin" / "label-studio"
     if not exe.exists():
         raise LabelStudioVenvError(f"{exe} missing: run infra.local.label_studio.ensure_venv first")

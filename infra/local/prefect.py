@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from infra.procs import Service, free_port, log_file, start_service
+from lakeloop.settings import shipped
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -132,9 +133,10 @@ QUIET_SERVICES = {
 STUB_FLOWS = "examples/stub_flows.py"
 
 
-def stub_prefect_file(dest: Path, source: Path = PROJECT_ROOT / "prefect.yaml", stub: str = STUB_FLOWS) -> Path:
-    """A copy of prefect.yaml whose entrypoints point at same-named trivial flows (`stub`), so the
-    triggers, schedules and parameters that ship can be exercised without running the pipelines."""
+def stub_prefect_file(dest: Path, source: Path | None = None, stub: str = STUB_FLOWS) -> Path:
+    """A copy of prefect.yaml (default the shipped one) whose entrypoints point at same-named trivial flows
+    (`stub`), so the triggers, schedules and parameters that ship can be exercised without running the pipelines."""
+    source = source or shipped("prefect.yaml")
     text = re.sub(r"entrypoint:\s*flows/\w+\.py:(\w+)", rf"entrypoint: {stub}:\1", source.read_text())
     dest.write_text(text)
     return dest
