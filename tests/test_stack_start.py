@@ -30,12 +30,11 @@ def _fake(name: str, barrier: threading.Barrier | None = None, fail: bool = Fals
 def quiet_stack(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Settings:
     monkeypatch.setenv("LAKELOOP_HOME", str(tmp_path))
     monkeypatch.setattr(stack, "_healthy", lambda url: False)
-    monkeypatch.setattr(stack.prefect, "ensure_work_pool", lambda *a, **k: None)
-    monkeypatch.setattr("infra.deploy.deploy_all", lambda *a, **k: None)
+    monkeypatch.setattr(stack, "deploy_flows", lambda s: [])
     monkeypatch.setattr(stack.prefect, "start_worker", lambda *a, **k: _fake("worker"))
     monkeypatch.setattr(stack.bridge, "start_bridge", lambda *a, **k: _fake("bridge"))
     monkeypatch.setattr(stack.label_studio, "ensure_venv", lambda root: None)
-    monkeypatch.setattr(stack, "_prepare_lake", lambda s: None)
+    monkeypatch.setattr(stack, "prepare_lake", lambda s: None)
     return Settings()
 
 
