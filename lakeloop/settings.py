@@ -23,10 +23,11 @@ IN_CHECKOUT = (ROOT / "pyproject.toml").is_file()
 def shipped(relpath: str) -> Path:
     """A file lakeloop ships beside its code (prefect.yaml, the example spec), by its path in the repository.
 
-    A checkout has it in place; a wheel carries it under lakeloop/_shipped/ (pyproject's force-include),
-    since an installed package has no repository around it.
+    A checkout has it in place; a wheel carries it under lakeloop_shipped/ beside the packages (pyproject's
+    force-include), since an installed package has no repository around it. Not inside `lakeloop/`: an
+    editable install would then get a real `lakeloop/` directory that shadows the checkout's package.
     """
-    packaged = Path(__file__).resolve().parent / "_shipped" / relpath
+    packaged = ROOT / "lakeloop_shipped" / relpath
     return packaged if packaged.exists() else ROOT / relpath
 
 

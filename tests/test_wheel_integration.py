@@ -111,7 +111,7 @@ print(json.dumps({"modules": [m.__file__ for m in (flows, infra, lakeloop, tasks
     assert all(m.startswith(site) for m in out["modules"]), out["modules"]
     assert out["root"] == site and not out["in_checkout"]
     for key in ("prefect_file", "spec"):
-        assert out[key].startswith(f"{site}/lakeloop/_shipped/") and Path(out[key]).is_file(), out
+        assert out[key].startswith(f"{site}/lakeloop_shipped/") and Path(out[key]).is_file(), out
     assert out["home"] == str(tmp_path / ".lakeloop")  # the user's home, not site-packages
 
 
