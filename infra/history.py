@@ -68,7 +68,8 @@ def run_outcome(api_url: str, run_id: str) -> Any:
     try:
         with SyncPrefectClient(api_url) as client:
             state = client.read_flow_run(UUID(run_id)).state
-            return state.result(raise_on_failure=False) if state is not None else None
+            # _sync: a caller inside a running event loop (a browser driver, a notebook) still gets the value
+            return state.result(raise_on_failure=False, _sync=True) if state is not None else None  # type: ignore[call-overload]
     except Exception:  # result storage gone or unreadable: the table shows the run's state without it
         return None
 

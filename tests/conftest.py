@@ -1,7 +1,6 @@
 """Fixtures: every server the tests use is started for real, as `lakeloop up` starts it."""
 
 pytest_plugins = [
-    "tests.fixtures.browser",
     "tests.fixtures.lakefs",
     "tests.fixtures.lake",
     "tests.fixtures.prefect",

@@ -16,7 +16,7 @@ from infra.demo.run import mixed_batch
 from infra.demo.synth import synth_batch
 from lakeloop.adapters.lakefs import Lake
 from lakeloop.settings import Settings, get_settings
-from tests.fixtures.browser import rendered_images
+from tests.fixtures.browser import open_browser, rendered_images
 from tests.fixtures.loop_env import MakeLoopEnv
 from tests.fixtures.prefect import PrefectStack
 
@@ -35,8 +35,7 @@ def _commit(lake: Lake, name: str, frame: pl.DataFrame) -> str:
     return lake.commit("main", f"add {name}", {"lakeloop.kind": "data"})
 
 
-def test_commits_drive_training_drift_and_quarantine(loop_env: Lake, prefect_server: PrefectStack,
-                                                     browser: Any) -> None:
+def test_commits_drive_training_drift_and_quarantine(loop_env: Lake, prefect_server: PrefectStack) -> None:
     from flows.on_commit import on_commit
     from infra.lineage import commit_lineage, model_lineage
 
@@ -55,7 +54,8 @@ def test_commits_drive_training_drift_and_quarantine(loop_env: Lake, prefect_ser
     assert o2.drifted, "drifted columns are listed"
     assert o2.model is not None and o2.model.version == "2"
     _pictures(prefect_server, o1.model.run_id, o2.model.run_id)
-    _seen_in_a_browser(browser, prefect_server, o2.model.run_id)
+    with open_browser() as browser:
+        _seen_in_a_browser(browser, prefect_server, o2.model.run_id)
     # the monitor may report the same drifted commit: an event-driven retrain never trains it twice
     from flows.retrain import retrain
     assert retrain(repository=repo, branch="main", commit_id=c2, reason="monitor: drift", force=False) is None

@@ -159,7 +159,7 @@ def test_an_installed_wheel_runs_the_loop_from_commit_to_champion(
     t_up = time.monotonic() - t0
     started = json.loads((home / "stack.json").read_text())
     # the servers answered already and were reused; what `up` started runs the venv's python
-    assert set(started) == {"prefect-worker-lakeloop", "bridge"}, up.stdout
+    assert set(started) == {"worker", "bridge"}, up.stdout
     for name, entry in started.items():
         exe = Path(f"/proc/{entry['pid']}/cmdline").read_bytes().split(b"\0")[0].decode()
         assert exe.startswith(str(installed.venv)), f"{name} runs {exe}"

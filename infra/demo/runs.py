@@ -98,7 +98,7 @@ def run_result(run: dict[str, Any]) -> Any:
     with get_client(sync_client=True) as client:
         fr: FlowRun = client.read_flow_run(run["id"])
     assert fr.state is not None
-    return fr.state.result(raise_on_failure=False)
+    return fr.state.result(raise_on_failure=False, _sync=True)  # type: ignore[call-overload]  # value even in a loop
 
 
 def failure_line(flow_name: str, run: dict[str, Any], result: Any) -> str | None:
