@@ -6,7 +6,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.context import get_run_context
 
 from flows.context import FlowContext
-from lakeloop.adapters.mlflow_tracking import TAG_COMMIT, log_bytes, run_metrics, run_tag, run_url, version_url
+from lakeloop.adapters.mlflow_tracking import TAG_COMMIT, log_bytes, read_run, run_url, version_url
 from lakeloop.outcomes import Decision, QuarantineRecord
 from tasks.data.dataset import CommitBatch
 from tasks.data.drift import DriftReport
@@ -24,20 +24,25 @@ from tasks.model.model_card import (
 )
 
 
-def publish_artifact(key: str, markdown: str, description: str | None = None) -> None:
-    """A markdown artifact on the current run (keys are lowercase-dashed, as Prefect requires)."""
+def _in_a_run() -> bool:
+    """Outside a run (plain-function use, tests) there is nothing to attach an artifact to."""
     try:
         get_run_context()
-    except RuntimeError:  # called outside a run (plain-function use, tests): nothing to attach to
+    except RuntimeError:
+        return False
+    return True
+
+
+def publish_artifact(key: str, markdown: str, description: str | None = None) -> None:
+    """A markdown artifact on the current run (keys are lowercase-dashed, as Prefect requires)."""
+    if not _in_a_run():
         return
     create_markdown_artifact(markdown=markdown, key=key.lower().replace("_", "-"), description=description)
 
 
 def publish_table(key: str, rows: list[dict[str, str | float]], description: str) -> None:
     """A table artifact on the current run: Prefect renders it sortable, with the markdown description above."""
-    try:
-        get_run_context()
-    except RuntimeError:
+    if not _in_a_run():
         return
     create_table_artifact(table=rows, key=key.lower().replace("_", "-"), description=description)
 
@@ -95,13 +100,15 @@ def publish_model_card(ctx: FlowContext, version: str, run_id: str, reason: str,
                        importance: Importance) -> str:
     """Log the version's card to its MLflow run (markdown + picture, and one self-contained HTML page);
     returns the card with the picture inline, for the Prefect artifact."""
-    name = ctx.model_name
-    links = {"MLflow version": version_url(name, version), "MLflow run": run_url(run_id),
-             **({"lakeFS commit": ctx.commit_url(commit)} if (commit := run_tag(run_id, TAG_COMMIT)) else {})}
+    name, run = ctx.model_name, read_run(run_id)
+    links = {"MLflow version": version_url(name, version),
+             "MLflow run": run_url(run_id, experiment_id=run.info.experiment_id),
+             **({"lakeFS commit": ctx.commit_url(commit)} if (commit := run.data.tags.get(TAG_COMMIT)) else {})}
     prefect_run = _flow_run_url()
     if prefect_run:
         links["Prefect run"] = prefect_run
-    facts = CardFacts(model_name=name, version=str(version), reason=reason, metrics=run_metrics(run_id),
+    metrics = {k: float(v) for k, v in run.data.metrics.items()}
+    facts = CardFacts(model_name=name, version=str(version), reason=reason, metrics=metrics,
                       links=links, gate_markdown=gate, importance=importance)
     png = importance_png(importance)
     log_bytes(run_id, CARD_MARKDOWN, card_markdown(facts, "![feature importance](feature_importance.png)"

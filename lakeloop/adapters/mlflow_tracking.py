@@ -90,21 +90,18 @@ def experiment_id(c: MlflowClient, name: str) -> str:
         return str(exp.experiment_id)
 
 
-def run_url(run_id: str, artifact: str | None = None, settings: MLflowSettings | None = None) -> str:
+def run_url(run_id: str, artifact: str | None = None, settings: MLflowSettings | None = None,
+            experiment_id: str | None = None) -> str:
     """The run's page in the MLflow UI (with `artifact` selected in its artifacts tab)."""
     s = settings or get_settings().mlflow
-    exp = client(s).get_run(run_id).info.experiment_id
+    exp = experiment_id or client(s).get_run(run_id).info.experiment_id
     tail = f"/artifacts/{artifact}" if artifact else ""
     return f"{s.tracking_uri.rstrip('/')}/#/experiments/{exp}/runs/{run_id}{tail}"
 
 
-def run_metrics(run_id: str, settings: MLflowSettings | None = None) -> dict[str, float]:
-    """The run's latest value of each metric."""
-    return {k: float(v) for k, v in client(settings).get_run(run_id).data.metrics.items()}
-
-
-def run_tag(run_id: str, key: str, settings: MLflowSettings | None = None) -> str | None:
-    return client(settings).get_run(run_id).data.tags.get(key)
+def read_run(run_id: str, settings: MLflowSettings | None = None) -> Any:
+    """The run as MLflow stores it: `.info` (experiment id, ...) and `.data` (latest metrics, tags, params)."""
+    return client(settings).get_run(run_id)
 
 
 def version_url(name: str, version: str, settings: MLflowSettings | None = None) -> str:
