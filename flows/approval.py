@@ -31,15 +31,17 @@ class ApprovalInput(RunInput):
     reason: str = ""
 
 
-def evidence_markdown(ctx: FlowContext, verdict: GateResult) -> str:
-    """What the approver reads: metrics against the champion, slices, business value, the MLflow pages."""
+def evidence_markdown(ctx: FlowContext, verdict: GateResult, card_url: str | None = None) -> str:
+    """What the approver reads: metrics against the champion, slices, business value, the MLflow pages and
+    the challenger's model card (published before the pause, so the approver can open it)."""
     mlflow = ctx.settings.mlflow.tracking_uri.rstrip("/")
     def link(v: str | None) -> str:
         return f"[v{v}]({mlflow}/#/models/{verdict.model_name}/versions/{v})" if v else "none"
     rows = [("AUC", verdict.auc, verdict.champion_auc),
             ("business value per row", verdict.business_value, verdict.champion_business_value)]
     lines = [f"## Approve {verdict.model_name} v{verdict.version} as champion?", "",
-             f"Challenger {link(verdict.version)} (model card) against champion {link(verdict.champion_version)}, "
+             f"Challenger {link(verdict.version)}{f' ([model card]({card_url}))' if card_url else ''} against "
+             f"champion {link(verdict.champion_version)}, "
              f"on {verdict.rows} holdout rows of lakeFS commit [`{verdict.eval_commit[:12]}`]"
              f"({ctx.commit_url(verdict.eval_commit)}). The gate passed; resume this run to decide.", "",
              "| metric | challenger | champion |", "|---|---:|---:|"]
@@ -61,11 +63,11 @@ def _f(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.4f}"
 
 
-def ask_for_approval(ctx: FlowContext, verdict: GateResult) -> Approval:
+def ask_for_approval(ctx: FlowContext, verdict: GateResult, card_url: str | None = None) -> Approval:
     """Pause this flow run until a person answers; a timeout is a rejection (and the run carries on)."""
     log = get_run_logger()
     timeout = ctx.settings.gate.approval_timeout_s
-    evidence = evidence_markdown(ctx, verdict)
+    evidence = evidence_markdown(ctx, verdict, card_url)
     publish_artifact("approval", evidence, description=f"approve {verdict.model_name} v{verdict.version}?")
     log.info("%s v%s passed the gate; waiting up to %ss for approval (resume this run in the Prefect UI)",
              verdict.model_name, verdict.version, timeout)

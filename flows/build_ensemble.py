@@ -9,13 +9,13 @@ from flows.reports import gate_markdown, publish_artifact, publish_model_card
 from flows.retrain import judge_and_promote
 from lakeloop import events
 from lakeloop.adapters import prefect_events
-from lakeloop.adapters.mlflow_tracking import Lineage, log_profile
+from lakeloop.adapters.mlflow_tracking import Lineage, log_profile, run_url
 from lakeloop.outcomes import ModelRef
 from tasks.data import dataset
 from tasks.data.profiling import ProfileStore, dataset_profile, to_bytes
 from tasks.model.candidates import build_candidates
 from tasks.model.features import model_frame
-from tasks.model.model_card import booster_importance, combined
+from tasks.model.model_card import CARD_HTML, booster_importance, combined
 from tasks.model.model_logging import log_ensemble
 
 search = step("search-candidates", build_candidates)
@@ -48,15 +48,19 @@ def build_ensemble(repository: str, commit_id: str = "main", trials: int | None 
                                  ProfileStore.for_spec(ctx.settings.home, ctx.spec), ctx.spec)
     log_profile(run_id, to_bytes(profile))
 
-    verdict, promoted = judge_and_promote(ctx, version, holdout, commit_id)
-    log.info("ensemble v%s: gate %s (%s)", version, "passed" if verdict.passed else "failed",
-             "; ".join(verdict.reasons) or "all checks pass")
-    publish_artifact("ensemble", _markdown(candidates, version, verdict.passed, verdict.reasons))
     frame = model_frame(holdout, ctx.spec)
     importance = combined([booster_importance(m.model, frame[m.features]) for m in candidates.members
                            if m.kind == "xgboost"])
-    publish_artifact("model", publish_model_card(ctx, version, run_id, f"voted ensemble of {len(candidates.members)} "
-                                                 "members", gate_markdown(verdict, promoted), importance))
+
+    def card(gate: str) -> str:
+        publish_artifact("model", publish_model_card(ctx, version, run_id, f"voted ensemble of "
+                                                     f"{len(candidates.members)} members", gate, importance))
+        return run_url(run_id, CARD_HTML)
+    verdict, promoted = judge_and_promote(ctx, version, holdout, commit_id, card)
+    log.info("ensemble v%s: gate %s (%s)", version, "passed" if verdict.passed else "failed",
+             "; ".join(verdict.reasons) or "all checks pass")
+    publish_artifact("ensemble", _markdown(candidates, version, verdict.passed, verdict.reasons))
+    card(gate_markdown(verdict, promoted))
     if promoted:  # not `model.registered`: that starts a relabel round, which needs a single model's OOF
         prefect_events.emit_durable(events.MODEL_PROMOTED, events.model_resource(ctx.model_name),
                     {"model_name": ctx.model_name, "version": version, "run_id": run_id, "kind": "ensemble",

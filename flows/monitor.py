@@ -122,7 +122,8 @@ def monitor(repository: str, ref: str = "main") -> MonitorReport:
                      + "\n\n" + monitor_history.to_markdown(report, history)
                      + "\n\n" + (report.input_drift.to_markdown() if report.input_drift else ""))
     if request:
-        prefect_events.emit_durable(events.DRIFT_DETECTED, events.dataset_resource(ctx.settings.lakefs.repository),
+        prefect_events.emit_durable(events.DRIFT_DETECTED,
+                                    events.drift_resource(ctx.settings.lakefs.repository, retrain="requested"),
                             {"repository": ctx.settings.lakefs.repository,
                              "branch": ctx.settings.lakefs.default_branch, "commit_id": commit,
                              "reasons": report.reasons, "source": "monitor"})

@@ -8,10 +8,12 @@ from flows.context import FlowContext, step
 from flows.experiment import experiment
 from flows.reports import decision_markdown, drift_pictures_markdown, publish_artifact, validation_markdown
 from flows.retrain import retrain
+from lakeloop import events
+from lakeloop.adapters import prefect_events
 from lakeloop.adapters.mlflow_tracking import latest_training_reference, log_bytes, trained_versions
 from lakeloop.outcomes import CommitOutcome, Decision
 from tasks.data import dataset, quarantine_branch
-from tasks.data.drift import detect_drift
+from tasks.data.drift import DriftReport, detect_drift
 from tasks.data.drift_pictures import DRIFT_PICTURE_ARTIFACT, drift_figure_png
 from tasks.data.profiling import ProfileStore, dataset_profile, from_bytes
 from tasks.model import decide
@@ -51,6 +53,8 @@ def on_commit(repository: str, branch: str, commit_id: str) -> CommitOutcome:
     publish_artifact("decision", decision_markdown(ctx, commit_id, decision, drift))
     log.info("commit %s: %s", commit_id[:12], decision.summary)
 
+    if drift is not None and drift.decision:
+        _announce_drift(ctx, repository, branch, commit_id, drift)
     model = None
     if decision.retrain:
         model = retrain(repository=repository, branch=branch, commit_id=commit_id, reason=decision.reason,
@@ -60,6 +64,14 @@ def on_commit(repository: str, branch: str, commit_id: str) -> CommitOutcome:
     return CommitOutcome(commit_id=commit_id, branch=branch, decision=decision, batch_rows=batch.n_rows,
                                 invalid_rows=batch.n_invalid, quarantine=quarantined, model=model,
                                 drifted=drift.drifted if drift else [])
+
+
+def _announce_drift(ctx: FlowContext, repository: str, branch: str, commit_id: str, drift: DriftReport) -> None:
+    """Tell the team (notifications) that this commit drifted; the retrain it needs runs right here."""
+    prefect_events.emit_durable(
+        events.DRIFT_DETECTED, events.drift_resource(repository, retrain="inline"),
+        events.DriftPayload(repository=repository, branch=branch, commit_id=commit_id, reasons=drift.reasons,
+                            drifted_columns=drift.drifted, source="on-commit"))
 
 
 def _off_production(ctx: FlowContext, repository: str, branch: str, commit_id: str,

@@ -14,7 +14,15 @@ from flows.context import FlowContext, run_owner, step
 from flows.reports import gate_markdown, publish_artifact, publish_model_card
 from lakeloop import events
 from lakeloop.adapters import prefect_events
-from lakeloop.adapters.mlflow_tracking import Lineage, ModelRecord, reference_version, trained_versions, version_lineage
+from lakeloop.adapters.mlflow_registry import Approval
+from lakeloop.adapters.mlflow_tracking import (
+    Lineage,
+    ModelRecord,
+    reference_version,
+    run_url,
+    trained_versions,
+    version_lineage,
+)
 from lakeloop.outcomes import ModelRef
 from lakeloop.state import Ledger
 from tasks.data import dataset
@@ -23,7 +31,7 @@ from tasks.labels.review_committee import member_columns, score_committee
 from tasks.model.features import model_frame
 from tasks.model.gate import GateConfig, GateResult
 from tasks.model.judge import rows_new_since
-from tasks.model.model_card import booster_importance
+from tasks.model.model_card import CARD_HTML, booster_importance
 from tasks.model.promotion import gate_and_promote
 from tasks.model.train import TrainResult, train_xgb
 from tasks.model.training_run import log_training, oof_frame
@@ -113,14 +121,18 @@ def promotion_lock(ctx: FlowContext) -> Callable[[], AbstractContextManager[None
     return lambda: Ledger.at(ctx.settings.state_dir).lock(key, run_owner(), timeout=PROMOTION_LOCK_TIMEOUT_S)
 
 
-def judge_and_promote(ctx: FlowContext, version: str, holdout: pl.DataFrame, commit_id: str) -> tuple[
-        GateResult, bool]:
+def judge_and_promote(ctx: FlowContext, version: str, holdout: pl.DataFrame, commit_id: str,
+                      card: Callable[[str], str] | None = None) -> tuple[GateResult, bool]:
     """Gate on the commit's holdout (a watched branch's rows), with the rows new since the champion's data
-    checked for label signal; promote compare-and-set."""
+    checked for label signal; promote compare-and-set. Under the approval policy, `card(gate_text)` publishes
+    the challenger's model card before the pause and gives its page, for the approver."""
     champion = reference_version(ctx.model_name)
     since = version_lineage(ctx.model_name, champion.version).commit_id if champion is not None else None
     fresh = rows_new_since(ctx.lake, ctx.spec, holdout, since) if since else None
-    approve = (lambda v: ask_for_approval(ctx, v)) if ctx.settings.gate.promotion_policy == "approval" else None
+    def ask(v: GateResult) -> Approval:
+        return ask_for_approval(ctx, v, card(gate_markdown(v, False) + "\n\n**Awaiting approval.**")
+                                if card else None)
+    approve = ask if ctx.settings.gate.promotion_policy == "approval" else None
     verdict, decision = gate(ctx.model_name, version, holdout, commit_id, ctx.spec,
                              config=GateConfig.from_settings(ctx.settings.gate), new_rows=fresh,
                              lock=promotion_lock(ctx), approve=approve)
@@ -134,10 +146,13 @@ def judge_and_promote(ctx: FlowContext, version: str, holdout: pl.DataFrame, com
 def _train(ctx: FlowContext, branch: str, commit_id: str, reason: str) -> ModelRef:
     fitted = fit_and_register(ctx, branch, commit_id, reason)
     record, result, lineage = fitted.record, fitted.result, fitted.lineage
-    verdict, promoted = judge_and_promote(ctx, record.version, fitted.holdout, commit_id)
     importance = booster_importance(result.model.get_booster(), model_frame(fitted.holdout, ctx.spec))
-    publish_artifact("model", publish_model_card(ctx, record.version, record.run_id, reason,
-                                                 gate_markdown(verdict, promoted), importance))
+
+    def card(gate: str) -> str:
+        publish_artifact("model", publish_model_card(ctx, record.version, record.run_id, reason, gate, importance))
+        return run_url(record.run_id, CARD_HTML)
+    verdict, promoted = judge_and_promote(ctx, record.version, fitted.holdout, commit_id, card)
+    card(gate_markdown(verdict, promoted))
     prefect_events.emit_durable(events.MODEL_REGISTERED, events.model_resource(ctx.model_name), {
         "model_name": ctx.model_name, "version": str(record.version), "run_id": record.run_id,
         "repository": lineage.repository, "branch": branch, "commit_id": commit_id, "reason": reason,

@@ -72,6 +72,15 @@ def dataset_resource(repository: str) -> dict[str, str]:
     return {"prefect.resource.id": f"lakeloop.dataset.{repository}", "lakefs.repository": repository}
 
 
+def drift_resource(repository: str, *, retrain: Literal["requested", "inline"]) -> dict[str, str]:
+    """The dataset, labelled with who retrains: prefect.yaml's retrain trigger matches only `requested`.
+
+    on-commit retrains inline when its commit drifted and announces the drift with `inline`, so a
+    team hears of it (infra/notify.py) without a second retrain racing the first.
+    """
+    return {**dataset_resource(repository), "lakeloop.retrain": retrain}
+
+
 def model_resource(model_name: str) -> dict[str, str]:
     return {"prefect.resource.id": f"lakeloop.model.{model_name}", "mlflow.model": model_name}
 

@@ -181,12 +181,12 @@ def test_lakeloop_events_from_a_short_lived_process_start_their_flows(
     code = f"""
 from lakeloop import events as e
 from lakeloop.adapters.prefect_events import emit
-emit(e.DRIFT_DETECTED, e.dataset_resource("churn"),
+emit(e.DRIFT_DETECTED, e.drift_resource("churn", retrain="requested"),
        e.DriftPayload(repository="churn", branch="main", commit_id="c-{tag}", reason="drift in tenure_months"))
 emit(e.MODEL_REGISTERED, e.model_resource("churn"),
        e.ModelRegisteredPayload(repository="churn", commit_id="m-{tag}", run_id="run-{tag}",
                                 model_name="churn", version="3"))
-emit(e.DRIFT_DETECTED, e.dataset_resource("churn"),  # flows/monitor.py's shape: reasons, no reason
+emit(e.DRIFT_DETECTED, e.drift_resource("churn", retrain="requested"),  # flows/monitor.py's shape: reasons, no reason
        {{"repository": "churn", "branch": "main", "commit_id": "d-{tag}", "reasons": ["a drifted", "b drifted"]}})
 emit(e.MODEL_PROMOTED, e.model_resource("churn"),  # no ref: batch inference scores main
        {{"repository": "churn", "model_name": "churn", "version": 4, "commit_id": "m-{tag}", "kind": "ensemble"}})
