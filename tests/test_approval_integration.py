@@ -81,24 +81,21 @@ def _answer(run: dict[str, Any], **answer: object) -> None:
     assert result.status.value == "ACCEPT", result.details
 
 
-def _card_is_there_to_read(run: dict[str, Any]) -> None:
+def _card_is_there_to_read(prefect: PrefectStack, run: dict[str, Any]) -> None:
     """The pause's evidence links the challenger's model card, and the card is in MLflow while it waits."""
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
-
     from tasks.model.model_card import CARD_HTML
 
-    with get_client(sync_client=True) as client:
-        (evidence,) = client.read_artifacts(artifact_filter=ArtifactFilter(
-            flow_run_id=ArtifactFilterFlowRunId(any_=[run["id"]]), key=ArtifactFilterKey(any_=["approval"])))
-    (run_id,) = re.findall(rf"/runs/(\w+)/artifacts/{re.escape(CARD_HTML)}", str(evidence.data))
+    (evidence,) = prefect._post("/artifacts/filter", {
+        "limit": 10, "offset": 0, "sort": "CREATED_DESC",
+        "artifacts": {"key": {"any_": ["approval"]}, "flow_run_id": {"any_": [run["id"]]}}})
+    (run_id,) = re.findall(rf"/runs/(\w+)/artifacts/{re.escape(CARD_HTML)}", str(evidence["data"]))
     assert CARD_HTML in [f.path for f in MlflowClient().list_artifacts(run_id, CARD_HTML.rsplit("/", 1)[0])]
 
 
 def _decide(prefect: PrefectStack, repo: str, commit_id: str, **answer: object) -> Any:
     thread, out = _retrain_in_thread(repo, commit_id)
     run = _paused_run(prefect, repo, thread, out)
-    _card_is_there_to_read(run)
+    _card_is_there_to_read(prefect, run)
     _answer(run, **answer)
     thread.join(300)
     assert not thread.is_alive() and "error" not in out, out
