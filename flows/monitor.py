@@ -16,7 +16,6 @@ from lakeloop.adapters.mlflow_tracking import (
     OOF_ARTIFACT,
     TrainingReference,
     latest_training_reference,
-    load_training_summary,
     log_bytes,
     log_metrics,
     metric_history,
@@ -98,12 +97,11 @@ def monitor(repository: str, ref: str = "main") -> MonitorReport:
     preds = predict_batch(recent, f"models:/{ctx.model_name}/{reference.version}", id_column=ctx.spec.id_column)
     reference_preds = reference_step(ctx, reference)
     labels = recent.select([ctx.spec.id_column, ctx.spec.label_column]).drop_nulls()
-    auc_ref = load_training_summary(reference.run_id).get("metrics", {}).get("roc_auc")
 
     report = check(recent, from_bytes(reference.profile), ctx.spec,
                    recent_predictions=preds.select([ctx.spec.id_column, "probability"]),
                    reference_predictions=None if reference_preds is None else reference_preds.select("probability"),
-                   labels=labels if labels.height else None, auc_reference=auc_ref,
+                   labels=labels if labels.height else None, auc_reference=reference.auc,
                    calibrator=calibrate_step(ctx, reference), drift_settings=ctx.settings.drift,
                    settings=ctx.settings.monitor)
     log.info("monitor %s v%s on %s: %s", ctx.model_name, reference.version, commit[:12],

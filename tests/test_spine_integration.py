@@ -157,6 +157,8 @@ def _monitor_twice(repo: str, model_name: str) -> None:
     assert first.estimate is not None and first.estimate.auc is not None and 0.6 < first.estimate.auc < 1
     ref = latest_training_reference(model_name)
     assert ref is not None and stored_bytes(ref.run_id, CALIBRATOR_ARTIFACT) is not None
+    # labelled batches are measured against the champion's AUC (the monitor never had one before)
+    assert first.performance is not None and first.performance.auc_reference == ref.auc is not None
     assert [v for _, v in metric_history(ref.run_id, "monitor.drift")] == [float(first.drift_detected),
                                                                              float(second.drift_detected)]
     requests = [v for _, v in metric_history(ref.run_id, monitor_history.RETRAIN_REQUESTED)]

@@ -84,6 +84,9 @@ def test_log_register_and_lineage_both_ways(mlflow_server: str, trained, churn_s
     client.set_registered_model_alias(name, "champion", "2")
     ref = latest_training_reference(name, settings)
     assert ref is not None and ref.run_id == rec.run_id and ref.commit_id == commits[1]
+    # labelled batches are measured against the AUC the champion was accepted with (the monitor read a
+    # `metrics` key that training/summary.json never had, so it never had a reference AUC)
+    assert ref.auc == pytest.approx(result.metrics["roc_auc"])
     assert profile_rows(from_bytes(ref.profile)) == data.height
     client.set_registered_model_alias(name, "champion", "1")
     ref1 = latest_training_reference(name, settings)

@@ -12,8 +12,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 
-from infra.demo.runs import run_result, wait_for_run
+from infra.demo.runs import failure_line, run_result, wait_for_run
 from lakeloop.outcomes import ModelRef
 from lakeloop.settings import Settings
 
@@ -21,7 +22,8 @@ DEMO_TRIALS = 6
 DEMO_SEARCH_S = 120.0
 
 
-def run_promotion_round(settings: Settings, console: Console) -> None:
+def run_promotion_round(settings: Settings, console: Console) -> list[str]:
+    """The round's failures, one line each, for the demo's exit status."""
     from prefect.client.schemas.objects import FlowRun
     from prefect.deployments import run_deployment
 
@@ -32,28 +34,37 @@ def run_promotion_round(settings: Settings, console: Console) -> None:
         "repository": repository, "trials": DEMO_TRIALS, "timeout_s": DEMO_SEARCH_S})
     assert isinstance(fr, FlowRun)  # the sync call returns the run itself
     if fr.state is None or not fr.state.is_completed():
-        console.print(f"[red]build-ensemble {fr.name}: {fr.state.type if fr.state else '?'}[/]")
-        return
+        refused = f"build-ensemble run {fr.name}: {fr.state.type.value if fr.state else '?'}"
+        console.print(f"[red]{escape(refused)}[/]")
+        return [refused]
     ensemble: ModelRef = fr.state.result()
     console.print(f"build-ensemble {fr.name}: {ensemble.name} v{ensemble.version}, holdout AUC "
                   f"{ensemble.metrics.get('roc_auc', 0):.3f}, "
                   + ("promoted to [bold]champion[/]" if ensemble.promoted else "gate refused: stays challenger"))
     if not ensemble.promoted:
-        return
+        return []
     api = settings.prefect.api_url
     inference_run, inference = _inference_by(api, repository, str(ensemble.version), started, console)
     console.print(f"batch-inference {inference_run['name']}: {getattr(inference, 'rows', '?')} predictions by "
                   f"v{getattr(inference, 'model_version', '?')} → predictions branch commit "
                   f"{str(getattr(inference, 'predictions_commit', '?'))[:12]}")
-    if not hasattr(inference, "data_commit"):
-        return
+    unscored = failure_line("batch-inference", inference_run, inference)
+    if unscored or not hasattr(inference, "data_commit"):
+        unscored = unscored or f"batch-inference run {inference_run['name']}: no result"
+        console.print(f"[red]{escape(unscored)}[/]")
+        return [unscored]
     monitor_run = wait_for_run(api, "monitor", {"ref": inference.data_commit},
                                created_after=datetime.fromisoformat(inference_run["created"]), console=console)
     report = run_result(monitor_run)
+    failed = failure_line("monitor", monitor_run, report)
+    if failed:  # a failed run reports no verdict; saying "no drift" would hide it
+        console.print(f"[red]{escape(failed)}[/]")
+        return [failed]
     verdict = "drift detected" if getattr(report, "drift_detected", False) else "no drift"
     console.print(f"monitor {monitor_run['name']}: {verdict}"
                   + (f" ({'; '.join(report.reasons)})" if getattr(report, "reasons", None) else "")
                   + _estimate_line(getattr(report, "estimate", None)))
+    return []
 
 
 def _estimate_line(estimate: Any) -> str:

@@ -130,7 +130,7 @@ def run_demo(settings: Settings, console: Console, *, data: Path | None, spec_pa
     if last_model is not None and ensemble:
         from infra.demo.promotion import run_promotion_round
 
-        run_promotion_round(settings, console)
+        failures += run_promotion_round(settings, console)
     console.print(gate_evidence_table(settings))
     console.rule("where to look")
     print_urls(stack, console)

@@ -10,7 +10,6 @@ knows MLflow.
 from __future__ import annotations
 
 import io
-import json
 import os
 import tempfile
 from pathlib import Path
@@ -59,12 +58,15 @@ class ModelRecord(BaseModel):
 
 
 class TrainingReference(NamedTuple):
-    """What the current model was trained on: its run, lakeFS commit and whylogs profile bytes."""
+    """What the current model was trained on: its run, lakeFS commit and whylogs profile bytes, and the AUC it
+    was accepted with (its run's `roc_auc`: cross-validated for a single model, holdout for an ensemble), which
+    labelled batches are measured against."""
 
     run_id: str
     commit_id: str
     profile: bytes
     version: str = ""
+    auc: float | None = None
 
 
 class TrackingError(RuntimeError):
@@ -208,18 +210,14 @@ def latest_training_reference(name: str, settings: MLflowSettings | None = None)
         profile = download_bytes(mv.run_id, PROFILE_ARTIFACT, settings)
     except (MlflowException, OSError) as e:
         raise TrackingError(f"model {name} v{mv.version}: run {mv.run_id} has no {PROFILE_ARTIFACT}: {e}") from e
+    auc = read_run(mv.run_id, settings).data.metrics.get("roc_auc")
     return TrainingReference(run_id=mv.run_id, commit_id=lineage.commit_id, profile=profile,
-                             version=str(mv.version))
+                             version=str(mv.version), auc=None if auc is None else float(auc))
 
 
 def load_oof(run_id: str, settings: MLflowSettings | None = None) -> pl.DataFrame:
     """The out-of-fold probabilities logged with a training run."""
     return pl.read_parquet(io.BytesIO(download_bytes(run_id, OOF_ARTIFACT, settings)))
-
-
-def load_training_summary(run_id: str, settings: MLflowSettings | None = None) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads(download_bytes(run_id, "training/summary.json", settings))
-    return data
 
 
 def log_metrics(run_id: str, metrics: dict[str, float], settings: MLflowSettings | None = None) -> None:
