@@ -1,4 +1,7 @@
-"""Figures as PNG bytes, for artifacts: one place that knows matplotlib runs headless here."""
+"""Figures as PNG bytes, for artifacts: one place that knows matplotlib runs headless here.
+
+matplotlib is imported on the first figure, not with this module: every flow run's process imports the
+flows, and most runs draw nothing (it was a sixth of a flow's start-up)."""
 
 from __future__ import annotations
 
@@ -8,16 +11,20 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import matplotlib
 
-matplotlib.use("Agg")  # no display on servers and workers
+def _pyplot() -> Any:
+    import matplotlib
 
-import matplotlib.pyplot as plt  # noqa: E402
+    matplotlib.use("Agg")  # no display on servers and workers
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 @contextmanager
 def figure(*args: Any, **kwargs: Any) -> Iterator[tuple[Any, Any, Callable[[], bytes]]]:
     """`plt.subplots(...)` plus a `png()` that renders it; the figure is closed however the block ends."""
+    plt = _pyplot()
     fig, axes = plt.subplots(*args, **kwargs)
 
     def png() -> bytes:

@@ -22,11 +22,10 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import mlflow
 import numpy as np
-import optuna
 import polars as pl
 import xgboost as xgb
 from sklearn.linear_model import LogisticRegression
@@ -38,6 +37,9 @@ from lakeloop.spec import DatasetSpec
 from tasks.model.features import encode_labels, model_frame, numeric_matrix
 from tasks.model.folds import check_labels, stratified_folds
 from tasks.model.metrics import auc_score  # re-exported: callers score members with it
+
+if TYPE_CHECKING:  # imported where a search runs: it costs every flow process's start-up otherwise
+    import optuna
 
 MemberKind = Literal["xgboost", "logreg"]
 
@@ -175,6 +177,8 @@ def tune_xgboost(df: pl.DataFrame, y: np.ndarray, folds: np.ndarray, spec: Datas
     Intermediate fold AUCs feed a median pruner, so hopeless trials stop early and the
     time budget buys more trials. The first trial is the settings' default XGBoost.
     """
+    import optuna
+
     if n_trials < 1:
         raise ValueError(f"n_trials must be >= 1, got {n_trials}")
     if timeout_s <= 0:
@@ -295,6 +299,8 @@ def build_candidates(
 
 
 def _log_study(study: optuna.Study, lineage: Lineage) -> None:
+    import optuna
+
     with mlflow.start_run(run_name="optuna-xgboost", nested=True, tags={**lineage.tags(), "lakeloop.kind": "search"}):
         mlflow.log_params({f"best.{k}": v for k, v in study.best_params.items()})
         states = [t.state for t in study.trials]
