@@ -9,7 +9,7 @@ import typer
 
 from infra.console import console
 from infra.demo import commands as demo_commands
-from lakeloop.settings import get_settings
+from infra.running_dataset import command_settings
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 lakefs_app = typer.Typer(no_args_is_help=True, help="The local lakeFS-compatible server.")
@@ -67,7 +67,7 @@ def setup() -> None:
     """Install what the servers need beyond the app venv (Label Studio's own venv)."""
     from infra.local.label_studio import ensure_venv, venv_root
 
-    venv = ensure_venv(venv_root(get_settings().home))
+    venv = ensure_venv(venv_root(command_settings().home))
     console.print(f"Label Studio venv ready: {venv}")
 
 
@@ -78,7 +78,7 @@ def up(
     """Start the local stack on loopback: lakeFS-compatible server, MLflow, Prefect, bridge, worker."""
     from infra.stack import print_urls, start_stack
 
-    stack = start_stack(get_settings(), with_label_studio=label_studio)
+    stack = start_stack(command_settings(), with_label_studio=label_studio)
     print_urls(stack, console)
 
 
@@ -87,7 +87,7 @@ def down() -> None:
     """Stop every service `lakeloop up` started."""
     from infra.stack import stop_stack
 
-    stopped = stop_stack(get_settings())
+    stopped = stop_stack(command_settings())
     console.print(f"stopped: {', '.join(stopped) or 'nothing was running'}")
 
 
@@ -96,7 +96,7 @@ def status() -> None:
     """Which services of the local stack answer."""
     from infra.stack import stack_status
 
-    for name, (url, ok) in stack_status(get_settings()).items():
+    for name, (url, ok) in stack_status(command_settings()).items():
         console.print(f"{name:14} {'[green]up[/]' if ok else '[red]down[/]'}  {url}")
 
 
@@ -105,7 +105,7 @@ def lineage(target: Annotated[str, typer.Argument(help="A lakeFS commit id, or M
     """Which models a commit produced, or which commit a model version was trained on."""
     from infra.lineage import print_lineage
 
-    print_lineage(target, get_settings(), console)
+    print_lineage(target, command_settings(), console)
 
 
 @app.command()
@@ -113,7 +113,7 @@ def rollback(name: Annotated[str | None, typer.Argument(help="Registered model n
     """Make the `previous` model version the `champion` again."""
     from lakeloop.adapters.mlflow_registry import rollback as do_rollback
 
-    version = do_rollback(name or get_settings().mlflow.model_name)
+    version = do_rollback(name or command_settings().mlflow.model_name)
     console.print(f"champion is now version {version}")
 
 
@@ -122,7 +122,7 @@ def deploy() -> None:
     """Create or update every deployment of prefect.yaml (and its work pool) on the configured Prefect server."""
     from infra.stack import deploy_flows
 
-    console.print(f"deployed: {', '.join(deploy_flows(get_settings()))}")
+    console.print(f"deployed: {', '.join(deploy_flows(command_settings()))}")
 
 
 @app.command()
@@ -133,7 +133,7 @@ def init(
     merges into watched branches are gated), work pool and deployments. Idempotent; the compose stack runs it."""
     from infra.stack import StackNotReady, init_stack
 
-    s = get_settings()
+    s = command_settings()
     try:
         deployed = init_stack(s, wait_s=wait)
     except StackNotReady as e:
@@ -151,7 +151,7 @@ def reconcile() -> None:
     from lakeloop.adapters.prefect_events import post_events
     from lakeloop.state import Ledger
 
-    s = get_settings()
+    s = command_settings()
     report = reconcile_once(Lake(s.lakefs), Ledger.default(), lambda ev: post_events([ev], s.prefect.api_url))
     console.print(f"emitted {len(report.emitted)} missed commit event(s); {report.already} already processed")
     for err in report.errors:
@@ -169,7 +169,7 @@ def doctor(
     """Check every service the loop needs; print the fix for each failure; exit 1 on any failure."""
     from infra.doctor import print_report, run_checks
 
-    report = run_checks(get_settings(), timeout=timeout, label_studio=label_studio)
+    report = run_checks(command_settings(), timeout=timeout, label_studio=label_studio)
     print_report(report, console)
     if not report.ok:
         raise typer.Exit(1)
@@ -187,7 +187,7 @@ def ingest(
     from lakeloop.branches import BranchPolicy
     from tasks.data.batches import IngestError, ingest_file
 
-    s = get_settings()
+    s = command_settings()
     try:
         result = ingest_file(Lake(s.lakefs), file, branch, message, force=force)
     except IngestError as e:
@@ -209,7 +209,7 @@ def history(
     """What happened to a branch's last commits: relayed, decision, drift, model, gate."""
     from infra.history import print_history
 
-    print_history(get_settings(), console, branch, last)
+    print_history(command_settings(), console, branch, last)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from urllib.parse import urlparse
 import httpx
 from rich.console import Console
 
+from infra import running_dataset
 from infra.bridge import service as bridge
 from infra.local import label_studio, lakefs, mlflow, prefect
 from infra.procs import Service, read_pidfile, record_service, stop_pid
@@ -141,6 +142,7 @@ def start_stack(s: Settings, with_label_studio: bool = True) -> dict[str, Servic
         s.home, _port(s.bridge.url), api_url=s.prefect.api_url, secret=s.bridge.secret, lakefs=s.lakefs,
         repositories=[s.lakefs.repository], spec_path=s.spec_path), config=config)
     prepare_lake(s)
+    running_dataset.remember(s)
     return result
 
 
@@ -200,6 +202,7 @@ def stop_stack(s: Settings) -> list[str]:
         stop_pid(int(str(entries[name]["pid"])))
         stopped.append(name)
     pidfile.unlink(missing_ok=True)
+    running_dataset.forget(s)
     return stopped
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import threading
 from pathlib import Path
@@ -29,6 +30,9 @@ def _fake(name: str, barrier: threading.Barrier | None = None, fail: bool = Fals
 @pytest.fixture
 def quiet_stack(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Settings:
     monkeypatch.setenv("LAKELOOP_HOME", str(tmp_path))
+    # start_stack exports the stack's environment for its children: undone after the test (it made Label
+    # Studio look configured to the doctor's tests that ran later)
+    monkeypatch.setattr(stack.os, "environ", dict(os.environ))
     monkeypatch.setattr(stack, "_healthy", lambda url: False)
     monkeypatch.setattr(stack, "deploy_flows", lambda s: [])
     monkeypatch.setattr(stack.prefect, "start_worker", lambda *a, **k: _fake("worker"))
