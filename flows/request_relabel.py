@@ -27,8 +27,12 @@ RELABEL_LOCK_TIMEOUT_S = 900.0  # a round reads, ranks and sends a budget; longe
 
 @flow(name="request-relabel", log_prints=True, persist_result=True)
 def request_relabel(repository: str, commit_id: str, run_id: str, budget: int | None = None) -> RelabelRequest:
-    log = get_run_logger()
     ctx = FlowContext.load(repository)
+    if not ctx.settings.labeling.enabled:
+        reason = "labeling is disabled (LAKELOOP_LABELING_ENABLED=false): no Label Studio in this deployment"
+        print(f"request-relabel for {commit_id[:12]}: skipped, {reason}")
+        return RelabelRequest.skip(reason)
+    log = get_run_logger()
     budget = ctx.settings.labeling.budget if budget is None else budget
 
     oof = load_oof(run_id)  # leakage-free: each row scored by a model that never saw it

@@ -83,12 +83,15 @@ def service_env(s: Settings) -> dict[str, str]:
         "LABEL_STUDIO_API_TOKEN": s.label_studio.api_token,
         "LAKELOOP_BRIDGE_URL": s.bridge.url,
         "LAKELOOP_BRIDGE_SECRET": s.bridge.secret,
+        "LAKELOOP_LABELING_ENABLED": str(s.labeling.enabled).lower(),
         "LAKELOOP_HOME": str(s.home),
     }
 
 
 def start_stack(s: Settings, with_label_studio: bool = True) -> dict[str, Service | str]:
     """Start whatever is not already answering; returns name -> Service (or URL if it was already up)."""
+    if not with_label_studio:  # the flows then skip review rounds rather than fail on a server that isn't there
+        s = s.model_copy(update={"labeling": s.labeling.model_copy(update={"enabled": False})})
     os.environ.update(service_env(s))
     s.home.mkdir(parents=True, exist_ok=True)
     pidfile = s.home / "stack.json"

@@ -69,6 +69,12 @@ class RelabelRequest(BaseModel):
     existing: int
     queued: int
     open_before: int = 0  # unfinished tasks already waiting for the team when the round started
+    skipped: str = ""  # why no round was sent (labeling disabled)
+
+    @classmethod
+    def skip(cls, reason: str) -> RelabelRequest:
+        return cls(round_id="", project_id=0, candidates=0, selected=0, created=0, existing=0, queued=0,
+                   skipped=reason)
 
 
 class LabelIntake(BaseModel):

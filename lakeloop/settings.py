@@ -90,6 +90,9 @@ class LabelingSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="LAKELOOP_LABELING_", env_file=".env", extra="ignore")
 
+    # false when this deployment has no Label Studio (`demo --data` without truth): review rounds are skipped
+    # with a reason, instead of failing after every registered model
+    enabled: bool = True
     budget: int = 300
     # unfinished tasks the team may have at once (None: one budget); a round only tops the queue up
     max_open_tasks: int | None = None
