@@ -49,7 +49,7 @@ def start_bridge(
     repositories: Sequence[str] | None = None,
     reconcile_interval: float = 180.0,
     spec_path: Path | None = None,
-    timeout: float = 60.0,
+    timeout: float = 180.0,
     experiments: Sequence[str] | None = None,
 ) -> Service:
     """`python -m infra.bridge` on loopback; state (ledger) under `home/state`."""

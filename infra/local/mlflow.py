@@ -27,7 +27,7 @@ def mlflow_env() -> dict[str, str]:
     }
 
 
-def start_mlflow(home: Path, port: int, host: str = "127.0.0.1", timeout: float = 120.0) -> Service:
+def start_mlflow(home: Path, port: int, host: str = "127.0.0.1", timeout: float = 300.0) -> Service:
     """Run `mlflow server` with state under `home/mlflow/`; blocks until `/health` answers."""
     root = Path(home) / "mlflow"
     artifacts = root / "artifacts"

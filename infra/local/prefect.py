@@ -41,9 +41,12 @@ def prefect_client_env(api_url: str, home: Path) -> dict[str, str]:
     }
 
 
-def start_prefect_server(home: Path, port: int, *, ui: bool = True, timeout: float = 90.0,
+def start_prefect_server(home: Path, port: int, *, ui: bool = True, timeout: float = 300.0,
                          extra_env: dict[str, str] | None = None) -> Service:
-    """`prefect server start` on loopback with its SQLite database under `home`."""
+    """`prefect server start` on loopback with its SQLite database under `home`.
+
+    The first start migrates a new database: minutes on a busy 2-core machine, hence the long `timeout` (a
+    server that dies fails at once: the wait watches the process)."""
     api_url = f"http://127.0.0.1:{port}/api"
     data = home / "prefect"
     data.mkdir(parents=True, exist_ok=True)
@@ -93,7 +96,7 @@ def ensure_work_pool(api_url: str, name: str) -> None:
 
 
 def start_worker(api_url: str, pool: str, home: Path, *, limit: int | None = None,
-                 timeout: float = 60.0) -> Service:
+                 timeout: float = 180.0) -> Service:
     """`prefect worker start --type process`; healthy once its healthcheck server answers."""
     hport = free_port()
     env = {
