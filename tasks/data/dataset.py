@@ -8,7 +8,6 @@ over it (last correction per id wins).
 
 from __future__ import annotations
 
-import zlib
 from dataclasses import dataclass, field
 
 import polars as pl
@@ -16,6 +15,7 @@ import polars as pl
 from lakeloop.adapters.lakefs import Lake, ObjectRef
 from lakeloop.layout import CORRECTIONS_PREFIX
 from lakeloop.spec import DatasetSpec
+from tasks.data.stable_hash import crc32
 from tasks.data.validate import ValidationResult, validate
 
 
@@ -125,7 +125,8 @@ def holdout_mask(ids: pl.Series, share: float = 0.1) -> pl.Series:
     seen them; a row stays in (or out of) the holdout for its whole life.
     """
     buckets = int(round(share * 1000))
-    return pl.Series([zlib.crc32(str(i).encode()) % 1000 < buckets for i in ids.to_list()], dtype=pl.Boolean)
+    # CRC-32 of the id as text, as always (tasks.data.stable_hash says why); a null id hashes as "None" did
+    return (crc32(ids.cast(pl.String).fill_null("None")) % 1000 < buckets).alias(ids.name)
 
 
 def split_holdout(df: pl.DataFrame, spec: DatasetSpec, share: float = 0.1) -> tuple[pl.DataFrame, pl.DataFrame]:
