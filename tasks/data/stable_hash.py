@@ -23,7 +23,7 @@ import pyarrow as pa
 
 def _table() -> np.ndarray:
     """The 256-entry table of the reflected polynomial 0xEDB88320 (zlib's)."""
-    c = np.arange(256, dtype=np.uint32)
+    c: np.ndarray = np.arange(256, dtype=np.uint32)
     for _ in range(8):
         c = np.where(c & 1, np.uint32(0xEDB88320) ^ (c >> np.uint32(1)), c >> np.uint32(1))
     return c.astype(np.uint32)
