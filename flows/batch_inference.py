@@ -25,7 +25,7 @@ def batch_inference(repository: str, ref: str = "main", model_alias: str = "cham
     log = get_run_logger()
     ctx = FlowContext.load(repository)
     data_commit = ctx.lake.head(ref)
-    data, _ = dataset.training_set(ctx.lake, ctx.spec, data_commit)
+    data, _ = dataset.training_set(ctx.lake, ctx.spec, data_commit, ctx.object_states)
     preds = score(data, f"models:/{ctx.model_name}@{model_alias}", id_column=ctx.spec.id_column)
     version = str(preds.get_column("model_version")[0])
 

@@ -33,7 +33,7 @@ def build_ensemble(repository: str, commit_id: str = "main", trials: int | None 
                          "an ensemble built on it could become champion")
     commit_id = ctx.lake.head(commit_id)
 
-    data, checks = dataset.training_set(ctx.lake, ctx.spec, commit_id)
+    data, checks = dataset.training_set(ctx.lake, ctx.spec, commit_id, ctx.object_states)
     train_rows, holdout = dataset.split_holdout(data, ctx.spec)
     lineage = Lineage(repository=ctx.settings.lakefs.repository, branch=ctx.branches.trusted,
                       commit_id=commit_id, spec_hash=ctx.spec.spec_hash())

@@ -14,6 +14,7 @@ from lakeloop.adapters.lakefs import Lake
 from lakeloop.branches import BranchPolicy
 from lakeloop.settings import Settings, get_settings
 from lakeloop.spec import DatasetSpec
+from tasks.data.object_state import ObjectStates
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -50,6 +51,11 @@ class FlowContext:
     @cached_property
     def branches(self) -> BranchPolicy:
         return BranchPolicy.from_settings(self.settings)
+
+    @cached_property
+    def object_states(self) -> ObjectStates:
+        """Validation results and id indexes by object content, shared by every flow of this stack."""
+        return ObjectStates.for_spec(self.settings.state_dir, self.spec)
 
     @property
     def model_name(self) -> str:

@@ -44,7 +44,7 @@ def experiment(repository: str, branch: str, commit_id: str) -> ExperimentOutcom
         raise ValueError(f"branch {branch!r} is watched: its commits go through on-commit and retrain")
 
     # ---- the branch's new data against what the champion learned from
-    batch = check_commit(ctx.lake, ctx.spec, commit_id)
+    batch = check_commit(ctx.lake, ctx.spec, commit_id, ctx.object_states)
     reference = reference_profile(ctx.model_name)
     drifted: list[str] = []
     if reference is not None and batch.valid.height:
@@ -60,8 +60,8 @@ def experiment(repository: str, branch: str, commit_id: str) -> ExperimentOutcom
 
     # ---- judged on the watched branch's holdout; the branch's own new rows only for the signal check
     eval_commit = ctx.lake.head(trusted)
-    holdout = trusted_holdout(ctx.lake, ctx.spec, eval_commit)
-    branch_rows = rows_new_since(ctx.lake, ctx.spec, fitted.holdout, eval_commit)
+    holdout = trusted_holdout(ctx.lake, ctx.spec, eval_commit, ctx.object_states)
+    branch_rows = rows_new_since(ctx.lake, ctx.spec, fitted.holdout, eval_commit, ctx.object_states)
     result = judge(ctx.model_name, version, holdout, eval_commit, ctx.spec,
                    GateConfig.from_settings(ctx.settings.gate), None, branch_rows)
     store_gate_result(result)

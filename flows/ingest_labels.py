@@ -28,7 +28,7 @@ def ingest_labels(project_id: int | None = None, repository: str | None = None, 
 
     annotations = ls.fetch_annotations(project)
     main = ctx.settings.lakefs.default_branch
-    data, _ = dataset.training_set(ctx.lake, ctx.spec, main)
+    data, _ = dataset.training_set(ctx.lake, ctx.spec, main, ctx.object_states)
     current = dict(zip(data.get_column(ctx.spec.id_column).cast(pl.Utf8).to_list(),
                        data.get_column(ctx.spec.label_column).cast(pl.Utf8).to_list(), strict=True))
     applied = AppliedLedger.at(ctx.settings.state_dir)

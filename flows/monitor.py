@@ -40,7 +40,7 @@ def reference_outputs(ctx: FlowContext, reference: TrainingReference) -> pl.Data
     stored = stored_bytes(reference.run_id, prediction_reference.REFERENCE_ARTIFACT)
     if stored is not None:
         return prediction_reference.from_bytes(stored)
-    holdout = holdout_at(ctx.lake, ctx.spec, reference.commit_id)
+    holdout = holdout_at(ctx.lake, ctx.spec, reference.commit_id, ctx.object_states)
     try:
         outputs = prediction_reference.holdout_outputs(holdout, f"models:/{ctx.model_name}/{reference.version}",
                                                        id_column=ctx.spec.id_column)
@@ -90,9 +90,9 @@ def monitor(repository: str, ref: str = "main") -> MonitorReport:
     reference = latest_training_reference(ctx.model_name)
     if reference is None:
         raise RuntimeError(f"no {ctx.model_name} model yet: nothing to monitor")
-    recent = dataset.commit_batch(ctx.lake, ctx.spec, commit).valid
+    recent = dataset.commit_batch(ctx.lake, ctx.spec, commit, ctx.object_states).valid
     if recent.height == 0:
-        recent, _ = dataset.training_set(ctx.lake, ctx.spec, commit)
+        recent, _ = dataset.training_set(ctx.lake, ctx.spec, commit, ctx.object_states)
 
     preds = predict_batch(recent, f"models:/{ctx.model_name}/{reference.version}", id_column=ctx.spec.id_column)
     reference_preds = reference_step(ctx, reference)

@@ -33,7 +33,7 @@ def on_commit(repository: str, branch: str, commit_id: str) -> CommitOutcome:
     if role != "watched":  # the trust boundary: only watched branches change production
         return _off_production(ctx, repository, branch, commit_id, role)
 
-    batch = check_commit(ctx.lake, ctx.spec, commit_id)
+    batch = check_commit(ctx.lake, ctx.spec, commit_id, ctx.object_states)
     quarantined = quarantine_rows(ctx.lake, ctx.spec, batch)
     publish_artifact("validation", validation_markdown(ctx, batch, quarantined))
 

@@ -36,7 +36,7 @@ def request_relabel(repository: str, commit_id: str, run_id: str, budget: int | 
     budget = ctx.settings.labeling.budget if budget is None else budget
 
     oof = load_oof(run_id)  # leakage-free: each row scored by a model that never saw it
-    data, _ = load_training_set(ctx.lake, ctx.spec, commit_id)
+    data, _ = load_training_set(ctx.lake, ctx.spec, commit_id, ctx.object_states)
     names = class_names(ctx.spec)
     proba_cols = [f"proba_{c}" for c in names]
     mean, members = committee_from_oof(oof, names)

@@ -93,7 +93,7 @@ def fit_and_register(ctx: FlowContext, branch: str, commit_id: str, reason: str,
                      extra_tags: dict[str, str] | None = None, committee_oof: bool = True) -> Fitted:
     """Train on every valid row at `commit_id` but its holdout, and register the model with its lineage."""
     log = get_run_logger()
-    data, checks = load_training_set(ctx.lake, ctx.spec, commit_id)
+    data, checks = load_training_set(ctx.lake, ctx.spec, commit_id, ctx.object_states)
     if data.height == 0:
         raise ValueError(f"commit {commit_id[:12]} has no valid rows to train on")
     train_rows, holdout = dataset.split_holdout(data, ctx.spec)
@@ -128,7 +128,7 @@ def judge_and_promote(ctx: FlowContext, version: str, holdout: pl.DataFrame, com
     the challenger's model card before the pause and gives its page, for the approver."""
     champion = reference_version(ctx.model_name)
     since = version_lineage(ctx.model_name, champion.version).commit_id if champion is not None else None
-    fresh = rows_new_since(ctx.lake, ctx.spec, holdout, since) if since else None
+    fresh = rows_new_since(ctx.lake, ctx.spec, holdout, since, ctx.object_states) if since else None
     def ask(v: GateResult) -> Approval:
         return ask_for_approval(ctx, v, card(gate_markdown(v, False) + "\n\n**Awaiting approval.**")
                                 if card else None)

@@ -4,6 +4,11 @@ A commit's *batch* is the data objects it added or changed compared with its
 first parent (what drift is judged on). The *training set* is every data
 object at the commit, validated, with the labeling team's corrections laid
 over it (last correction per id wins).
+
+Both cost what changed, not what the lake holds: each object's validation and ids are kept by its
+content (`tasks.data.object_state`), a commit reads only the objects its diff names, and ids are
+checked against the other objects' hash indexes and with polars joins, never Python sets.
+The results equal a full validation of every object in context (tests/test_object_state.py).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import polars as pl
 from lakeloop.adapters.lakefs import Lake, ObjectRef
 from lakeloop.layout import CORRECTIONS_PREFIX
 from lakeloop.spec import DatasetSpec
+from tasks.data.object_state import NO_IDS, IdIndex, ObjectState, ObjectStates, among
 from tasks.data.stable_hash import crc32
 from tasks.data.validate import ValidationResult, validate
 
@@ -62,8 +68,17 @@ def first_parent(lake: Lake, commit_id: str) -> str | None:
     return parents[0] if parents else None
 
 
-def commit_batch(lake: Lake, spec: DatasetSpec, commit_id: str) -> CommitBatch:
-    """Validate the data objects this commit added or changed (ids checked against the parent's data)."""
+def _source(lake: Lake, ref: str, path: str) -> str:
+    return f"lakefs://{lake.settings.repository}/{ref[:12]}/{path}"
+
+
+def commit_batch(lake: Lake, spec: DatasetSpec, commit_id: str, states: ObjectStates | None = None) -> CommitBatch:
+    """Validate the data objects this commit added or changed (ids checked against the parent's data).
+
+    Costs what the commit changed: the diff names the objects to read, and the parent's other
+    objects are consulted through their cached hash indexes (`states`; None keeps them for this call only).
+    """
+    states = states if states is not None else ObjectStates(spec)
     parent = first_parent(lake, commit_id)
     batch = CommitBatch(commit_id=commit_id, parent_id=parent)
     objects = {o.path: o for o in lake.data_objects(commit_id)}  # data prefix, parquet/csv only
@@ -75,37 +90,55 @@ def commit_batch(lake: Lake, spec: DatasetSpec, commit_id: str) -> CommitBatch:
         data_prefix = lake.settings.data_prefix
         batch.removed = [c.path for c in changes if c.type == "removed" and c.path.startswith(data_prefix)]
         batch.labels_changed = [c.path for c in changes if c.path.startswith(CORRECTIONS_PREFIX)]
-    known = known_ids(lake, spec, parent, exclude=set(changed)) if parent else set()
+    in_lake = IdIndex(_states(lake, parent, states, exclude=set(changed)) if parent else [])
+    taken: list[pl.Series] = []  # valid ids of this commit's objects checked so far
     for path in sorted(changed):
-        df = lake.read_frame(commit_id, path)
-        result = validate(df, spec, source=f"lakefs://{lake.settings.repository}/{commit_id[:12]}/{path}",
-                          known_ids=known)
-        batch.checks.append(ObjectCheck(obj=objects[path], result=result))
-        known |= set(result.valid.get_column(spec.id_column).cast(pl.Utf8).to_list())
+        obj = objects[path]
+        state = states.get(obj)
+        df = None
+        if state is None:
+            df = lake.read_frame(commit_id, path)
+            state = states.build(obj, df)
+        known = pl.concat([in_lake.found(state.typed_ids), among(state.typed_ids, taken)])
+        if known.is_empty():  # the usual case: the object alone decides
+            result = state.with_source(_source(lake, commit_id, path))
+        else:
+            df = df if df is not None else lake.read_frame(commit_id, path)
+            result = validate(df, spec, source=_source(lake, commit_id, path), known_ids=known)
+        batch.checks.append(ObjectCheck(obj=obj, result=result))
+        taken.append(result.valid.get_column(spec.id_column))
     return batch
 
 
-def known_ids(lake: Lake, spec: DatasetSpec, ref: str, exclude: set[str] | None = None) -> set[str]:
-    """Ids already in the lake at `ref` (objects being replaced are left out)."""
-    ids: set[str] = set()
-    for obj in lake.data_objects(ref):
-        if exclude and obj.path in exclude:
-            continue
-        df = lake.read_frame(ref, obj.path)
-        if spec.id_column in df.columns:
-            ids.update(df.get_column(spec.id_column).cast(pl.Utf8).to_list())
-    return ids
+def _states(lake: Lake, ref: str, states: ObjectStates, exclude: set[str] | None = None) -> list[ObjectState]:
+    return [states.of(lake, ref, o) for o in lake.data_objects(ref) if not (exclude and o.path in exclude)]
 
 
-def training_set(lake: Lake, spec: DatasetSpec, ref: str) -> tuple[pl.DataFrame, list[ObjectCheck]]:
-    """Every valid row at `ref`, corrections applied; invalid rows stay out (they are quarantined)."""
+def known_ids(lake: Lake, spec: DatasetSpec, ref: str, exclude: set[str] | None = None,
+              states: ObjectStates | None = None) -> pl.Series:
+    """Ids already in the lake at `ref`, sorted (objects being replaced are left out)."""
+    found = [s.ids for s in _states(lake, ref, states if states is not None else ObjectStates(spec), exclude)]
+    return pl.concat(found).unique().sort() if found else NO_IDS
+
+
+def training_set(lake: Lake, spec: DatasetSpec, ref: str,
+                 states: ObjectStates | None = None) -> tuple[pl.DataFrame, list[ObjectCheck]]:
+    """Every valid row at `ref`, corrections applied; invalid rows stay out (they are quarantined).
+
+    Objects are taken in path order and an id belongs to the first object whose valid rows hold it. The
+    cached per-object results are used as they are, except for an object holding an id that an earlier
+    object's valid rows hold: that one is validated again with those ids, which equals a full validation.
+    """
+    states = states if states is not None else ObjectStates(spec)
+    objs = lake.data_objects(ref)
+    found = [states.of(lake, ref, o) for o in objs]
+    taken = _taken_earlier(found, spec)
     checks: list[ObjectCheck] = []
-    seen: set[str] = set()
-    for obj in lake.data_objects(ref):
-        df = lake.read_frame(ref, obj.path)
-        result = validate(df, spec, source=f"lakefs://{lake.settings.repository}/{ref[:12]}/{obj.path}",
-                          known_ids=seen)
-        seen |= set(result.valid.get_column(spec.id_column).cast(pl.Utf8).to_list())
+    for i, (obj, state) in enumerate(zip(objs, found, strict=True)):
+        source = _source(lake, ref, obj.path)
+        known = taken.get(i)
+        result = (state.with_source(source) if known is None
+                  else validate(lake.read_frame(ref, obj.path), spec, source=source, known_ids=known))
         checks.append(ObjectCheck(obj=obj, result=result))
     frames = [c.result.valid for c in checks if c.result.valid.height]
     data = pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame()
@@ -116,6 +149,27 @@ def training_set(lake: Lake, spec: DatasetSpec, ref: str) -> tuple[pl.DataFrame,
 
         data = overlay_corrections(data, corrections, spec)
     return data, checks
+
+
+def _taken_earlier(states: list[ObjectState], spec: DatasetSpec) -> dict[int, pl.Series]:
+    """Per object (by position), its ids that an earlier object's valid rows hold (only objects with any).
+
+    An earlier object's valid rows in context are its own valid rows less ids taken before it, so the ids
+    taken before object i are the union of the objects' own valid ids before i: no sequential pass needed.
+    """
+    if len(states) < 2:
+        return {}
+    typed = pl.concat([s.typed_ids.to_frame().with_columns(pl.lit(i, pl.UInt32).alias("obj"))
+                       for i, s in enumerate(states)])
+    shared = typed.filter(pl.col("id").is_duplicated())  # typed ids are unique per object
+    if shared.is_empty():
+        return {}
+    valid = pl.concat([s.result.valid.select(pl.col(spec.id_column).cast(pl.String).alias("id"))
+                       .with_columns(pl.lit(i, pl.UInt32).alias("obj")) for i, s in enumerate(states)])
+    first = (valid.join(shared.select("id").unique(), on="id", how="semi")
+             .group_by("id").agg(pl.col("obj").min().alias("first")))
+    hit = shared.join(first, on="id").filter(pl.col("obj") > pl.col("first"))
+    return {int(obj): part.get_column("id") for (obj,), part in hit.partition_by("obj", as_dict=True).items()}
 
 
 def holdout_mask(ids: pl.Series, share: float = 0.1) -> pl.Series:

@@ -399,3 +399,9 @@ def validate(
     if report.n_valid + report.n_invalid != n:  # the promise of this module; never silently drop
         raise AssertionError(f"{source}: {n} rows in, {report.n_valid} valid + {report.n_invalid} invalid out")
     return ValidationResult(valid=valid, invalid=invalid, report=report)
+
+
+def typed_ids(df: pl.DataFrame, spec: DatasetSpec, *, source: str = "") -> pl.Series:
+    """The id of every row as validation reads it (text, stripped): what `known_ids` are compared with."""
+    t = _typed(spec.id_column, "id", df.schema[spec.id_column], source)
+    return df.select(t.expr).to_series()
