@@ -15,12 +15,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import polars as pl
 
 from lakeloop.adapters.lakefs import Lake, ObjectRef
 from lakeloop.layout import CORRECTIONS_PREFIX
 from lakeloop.spec import DatasetSpec
-from tasks.data.object_state import NO_IDS, IdIndex, ObjectState, ObjectStates, among
+from tasks.data.object_state import NO_IDS, IdIndex, ObjectState, ObjectStates, among, id_hash
 from tasks.data.stable_hash import crc32
 from tasks.data.validate import ValidationResult, validate
 
@@ -159,10 +160,17 @@ def _taken_earlier(states: list[ObjectState], spec: DatasetSpec) -> dict[int, pl
     """
     if len(states) < 2:
         return {}
-    typed = pl.concat([s.typed_ids.to_frame().with_columns(pl.lit(i, pl.UInt32).alias("obj"))
-                       for i, s in enumerate(states)])
-    shared = typed.filter(pl.col("id").is_duplicated())  # typed ids are unique per object
-    if shared.is_empty():
+    # each object's hashes are sorted and unique: a stable sort (timsort) merges the runs, and equal
+    # neighbours are the ids in two objects; the usual case is none
+    hashes = np.sort(np.concatenate([s.typed_hashes for s in states]), kind="stable")
+    twice = hashes[1:][hashes[1:] == hashes[:-1]]
+    if not len(twice):
+        return {}
+    shared_hashes = pl.Series(np.unique(twice), dtype=pl.UInt64).implode()
+    typed = pl.concat([s.typed_ids.to_frame().filter(id_hash(pl.col("id")).is_in(shared_hashes))
+                       .with_columns(pl.lit(i, pl.UInt32).alias("obj")) for i, s in enumerate(states)])
+    shared = typed.filter(pl.col("id").is_duplicated())
+    if shared.is_empty():  # hashes alike, ids not
         return {}
     valid = pl.concat([s.result.valid.select(pl.col(spec.id_column).cast(pl.String).alias("id"))
                        .with_columns(pl.lit(i, pl.UInt32).alias("obj")) for i, s in enumerate(states)])

@@ -7,8 +7,9 @@ in `<state dir>/objects/<namespace>/<key>/`:
   `invalid.parquet`, `report.json`): the training set is assembled from these frames;
 * its ids as read (`ids.parquet`, sorted and unique), what "already in the lake" means to a commit,
   and as validation types them (`typed_ids.parquet`, unique), what a commit's ids are compared as;
-* a hash index of the ids as read (`ids.u64`: sorted unique 64-bit hashes), which a commit searches
-  for its new ids without loading a single string (`IdIndex`).
+* hash indexes of both (`ids.u64`, `typed_ids.u64`: sorted unique 64-bit hashes): a commit searches
+  the first for its new ids without loading a single string (`IdIndex`), and a training set finds
+  ids held by more than one object with the second.
 
 Never a Python set: every id check is a numpy search or a polars join. The context an object is
 validated in (ids earlier objects already hold) is applied by `tasks.data.dataset`, which re-validates
@@ -43,12 +44,15 @@ from tasks.data.validate import SOURCE, ValidationReport, ValidationResult, type
 LAYOUT = 1
 NO_IDS = pl.Series("id", [], dtype=pl.String)
 _SAFE = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
-_FILES = ("valid.parquet", "invalid.parquet", "report.json", "ids.parquet", "typed_ids.parquet", "ids.u64")
+
+
+def id_hash(ids: pl.Expr) -> pl.Expr:
+    """64-bit hash of text ids (polars' hash with a fixed seed: stable within one polars version)."""
+    return ids.cast(pl.String).hash(seed=0)
 
 
 def id_hashes(ids: pl.Series) -> np.ndarray:
-    """64-bit hashes of text ids (polars' hash with a fixed seed: stable within one polars version)."""
-    return ids.cast(pl.String).hash(seed=0).to_numpy()
+    return ids.to_frame().select(id_hash(pl.first())).to_series().to_numpy()
 
 
 class ObjectState:
@@ -64,7 +68,8 @@ class ObjectState:
         result = validate(df, spec, known_ids=NO_IDS)
         raw = df.get_column(spec.id_column).cast(pl.String).drop_nulls().unique().sort().rename("id")
         typed = typed_ids(df, spec).drop_nulls().unique().rename("id")
-        return cls(result=result, ids=raw, typed_ids=typed, hashes=np.unique(id_hashes(raw)))
+        return cls(result=result, ids=raw, typed_ids=typed, hashes=np.unique(id_hashes(raw)),
+                   typed_hashes=np.unique(id_hashes(typed)))
 
     @cached_property
     def result(self) -> ValidationResult:
@@ -83,10 +88,11 @@ class ObjectState:
 
     @cached_property
     def hashes(self) -> np.ndarray:
-        path = self._path() / "ids.u64"
-        if not path.stat().st_size:
-            return np.zeros(0, dtype=np.uint64)
-        return np.memmap(path, dtype=np.uint64, mode="r")
+        return _u64(self._path() / "ids.u64")
+
+    @cached_property
+    def typed_hashes(self) -> np.ndarray:
+        return _u64(self._path() / "typed_ids.u64")
 
     def _path(self) -> Path:
         if self._dir is None:
@@ -106,12 +112,13 @@ class ObjectState:
         tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".tmp-"))
         try:
             r = self.result
-            r.valid.write_parquet(tmp / "valid.parquet")
+            r.valid.write_parquet(tmp / "valid.parquet", compression="lz4")  # read by every training set
             r.invalid.write_parquet(tmp / "invalid.parquet")
             (tmp / "report.json").write_text(json.dumps(r.report.to_dict()))
             self.ids.to_frame("id").write_parquet(tmp / "ids.parquet")
             self.typed_ids.to_frame("id").write_parquet(tmp / "typed_ids.parquet")
             np.ascontiguousarray(self.hashes, dtype=np.uint64).tofile(tmp / "ids.u64")
+            np.ascontiguousarray(self.typed_hashes, dtype=np.uint64).tofile(tmp / "typed_ids.u64")
             try:
                 os.rename(tmp, target)
             except OSError:  # already there: another run stored the same content first
@@ -119,6 +126,12 @@ class ObjectState:
                     raise
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _u64(path: Path) -> np.ndarray:
+    if not path.stat().st_size:
+        return np.zeros(0, dtype=np.uint64)
+    return np.memmap(path, dtype=np.uint64, mode="r")
 
 
 class ObjectStates:
