@@ -133,6 +133,7 @@ def training_set(lake: Lake, spec: DatasetSpec, ref: str,
     states = states if states is not None else ObjectStates(spec)
     objs = lake.data_objects(ref)
     found = [states.of(lake, ref, o) for o in objs]
+    states.read_results(found)
     taken = _taken_earlier(found, spec)
     checks: list[ObjectCheck] = []
     for i, (obj, state) in enumerate(zip(objs, found, strict=True)):
