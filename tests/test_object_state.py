@@ -93,8 +93,8 @@ def full_commit_batch(lake: FakeLake, commit_id: str) -> list[tuple[str, object]
     known = full_known_ids(lake, parent, changed) if parent else set()
     out = []
     for path in sorted(changed):
-        r = validate(lake.read_frame(commit_id, path), SPEC, source=f"lakefs://fake/{commit_id[:12]}/{path}",
-                     known_ids=known)
+        source = f"lakefs://{lake.settings.repository}/{commit_id[:12]}/{path}"
+        r = validate(lake.read_frame(commit_id, path), SPEC, source=source, known_ids=known)
         out.append((path, r))
         known |= set(r.valid.get_column(SPEC.id_column).cast(pl.Utf8).to_list())
     return out
@@ -104,8 +104,8 @@ def full_training_set(lake: FakeLake, ref: str) -> tuple[pl.DataFrame, list[tupl
     seen: set[str] = set()
     out = []
     for obj in lake.data_objects(ref):
-        r = validate(lake.read_frame(ref, obj.path), SPEC, source=f"lakefs://fake/{ref[:12]}/{obj.path}",
-                     known_ids=seen)
+        source = f"lakefs://{lake.settings.repository}/{ref[:12]}/{obj.path}"
+        r = validate(lake.read_frame(ref, obj.path), SPEC, source=source, known_ids=seen)
         seen |= set(r.valid.get_column(SPEC.id_column).cast(pl.Utf8).to_list())
         out.append((obj.path, r))
     frames = [r.valid for _, r in out if r.valid.height]  # type: ignore[attr-defined]
