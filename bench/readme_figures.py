@@ -27,6 +27,12 @@ ROWS: list[tuple[str, str]] = [
      "profile {spine.stages.profile_fresh.wall_s:.1f} s (cached: {spine.profile_cached_vs_fresh:.2f}× of that), "
      "drift {spine.stages.drift.wall_s:.2f} s, CV training {spine.stages.train_cv.wall_s:.0f} s "
      "({spine.train_share_of_total:.0%} of the total)"),
+    ("`scale.commit_cost_16_vs_1`, `scale.trainset_16_vs_1`",
+     "a {scale.commit_rows:,}-row commit onto 16 objects of {scale.rows_per_object:,} rows vs onto 1: "
+     "`commit_batch` {scale.commit_cost_16_vs_1:.2f}× (goal ≤ 1.5; {scale.table.1.commit_batch_s:.3f} s, "
+     "{scale.table.4.commit_batch_s:.3f} s, {scale.table.16.commit_batch_s:.3f} s at 1/4/16 objects), "
+     "`training_set` {scale.trainset_16_vs_1:.1f}× (goal ≤ 20; {scale.table.1.training_set_s:.3f} s, "
+     "{scale.table.4.training_set_s:.3f} s, {scale.table.16.training_set_s:.3f} s)"),
     ("`events.commit_to_run_vs_bare`", "commit → flow-run median latency vs a bare `emit_event`: "
                                        "{events.commit_to_run_vs_bare:.2f}× (goal ≤ {events.goal_ratio:g}×)"),
     ("`labels.precision_at_budget`",

@@ -192,3 +192,15 @@ def test_a_stored_state_reads_back_as_validated(tmp_path: Path, content: int) ->
     want = validate(frame(content), SPEC, source="s", known_ids=set())
     got = stored.with_source("s")
     assert got.report == want.report and got.valid.equals(want.valid) and got.invalid.equals(want.invalid)
+
+
+def test_rows_new_since_leave_out_the_ids_the_lake_held_then() -> None:
+    from tasks.model.judge import rows_new_since
+
+    lake = FakeLake()
+    since = lake.commit({"data/a.parquet": 0, "data/c.csv": 4}, None)
+    rows = pl.concat([frame(1), frame(2)])  # ids 8..23 and 16..31: 8..15 were in the lake (content 0)
+    got = rows_new_since(lake, SPEC, rows, since)  # type: ignore[arg-type]
+    held = full_known_ids(lake, since, set())
+    assert got.equals(rows.filter(~pl.col(SPEC.id_column).is_in(list(held))))
+    assert 0 < got.height < rows.height

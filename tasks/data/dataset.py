@@ -21,7 +21,7 @@ import polars as pl
 from lakeloop.adapters.lakefs import Lake, ObjectRef
 from lakeloop.layout import CORRECTIONS_PREFIX
 from lakeloop.spec import DatasetSpec
-from tasks.data.object_state import NO_IDS, IdIndex, ObjectState, ObjectStates, among, id_hash
+from tasks.data.object_state import IdIndex, ObjectState, ObjectStates, among, id_hash
 from tasks.data.stable_hash import crc32
 from tasks.data.validate import ValidationResult, validate
 
@@ -115,11 +115,9 @@ def _states(lake: Lake, ref: str, states: ObjectStates, exclude: set[str] | None
     return [states.of(lake, ref, o) for o in lake.data_objects(ref) if not (exclude and o.path in exclude)]
 
 
-def known_ids(lake: Lake, spec: DatasetSpec, ref: str, exclude: set[str] | None = None,
-              states: ObjectStates | None = None) -> pl.Series:
-    """Ids already in the lake at `ref`, sorted (objects being replaced are left out)."""
-    found = [s.ids for s in _states(lake, ref, states if states is not None else ObjectStates(spec), exclude)]
-    return pl.concat(found).unique().sort() if found else NO_IDS
+def ids_at(lake: Lake, spec: DatasetSpec, ref: str, ids: pl.Series, states: ObjectStates | None = None) -> pl.Series:
+    """Those of `ids` that a data object at `ref` holds (as read), found through the objects' hash indexes."""
+    return IdIndex(_states(lake, ref, states if states is not None else ObjectStates(spec))).found(ids)
 
 
 def training_set(lake: Lake, spec: DatasetSpec, ref: str,

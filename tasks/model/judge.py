@@ -29,6 +29,6 @@ def rows_new_since(lake: Lake, spec: DatasetSpec, rows: pl.DataFrame, since: str
         return rows
     key = "_lakeloop_id"
     # invalid rows (quarantined, never trained on) may have a null id
-    known = dataset.known_ids(lake, spec, since, states=states).alias(key).to_frame()
+    known = dataset.ids_at(lake, spec, since, rows.get_column(spec.id_column), states).alias(key).to_frame()
     return (rows.with_columns(pl.col(spec.id_column).cast(pl.Utf8).alias(key))
             .join(known, on=key, how="anti").drop(key))
