@@ -15,9 +15,10 @@ Never a Python set: every id check is a numpy search or a polars join. The conte
 validated in (ids earlier objects already hold) is applied by `tasks.data.dataset`, which re-validates
 only the rare object whose ids another object already holds, so every result equals a full validation.
 
-The namespace is the spec's hash (validation follows the spec), this layout's version and the polars
-version: `pl.Series.hash` is stable only within one polars version (an index is a cache, so a new
-version simply builds new ones), and parsing rules may change with it too. Writes are atomic (a
+The namespace is the spec's hash (validation follows the spec), a hash of validation's code and this
+module's (a change of either must not reuse old results) and the polars version: `pl.Series.hash` is
+stable only within one polars version (an index is a cache, so a new version simply builds new ones),
+and parsing rules may change with it too. Old namespaces are not cleaned up. Writes are atomic (a
 directory renamed into place), so concurrent flow runs never see half a state.
 """
 
@@ -29,8 +30,9 @@ import json
 import os
 import re
 import shutil
+import sys
 import tempfile
-from functools import cached_property
+from functools import cache, cached_property
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +43,6 @@ from lakeloop.adapters.lakefs import Lake, ObjectRef
 from lakeloop.spec import DatasetSpec
 from tasks.data.validate import SOURCE, ValidationReport, ValidationResult, typed_ids, validate
 
-LAYOUT = 1
 NO_IDS = pl.Series("id", [], dtype=pl.String)
 _SAFE = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 
@@ -134,6 +135,15 @@ class ObjectState:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+@cache
+def _code_hash() -> str:
+    """What decides a stored state besides the spec: validation's code and this module's."""
+    from tasks.data import validate as validation
+
+    code = b"".join(Path(m.__file__ or "").read_bytes() for m in (validation, sys.modules[__name__]))
+    return hashlib.sha256(code).hexdigest()[:12]
+
+
 def _u64(path: Path) -> np.ndarray:
     if not path.stat().st_size:
         return np.zeros(0, dtype=np.uint64)
@@ -151,7 +161,7 @@ class ObjectStates:
     @classmethod
     def for_spec(cls, state_dir: Path, spec: DatasetSpec) -> ObjectStates:
         """The store the flows share, under the stack's state dir."""
-        namespace = f"{spec.spec_hash()}-v{LAYOUT}-polars{pl.__version__}"
+        namespace = f"{spec.spec_hash()}-{_code_hash()}-polars{pl.__version__}"
         return cls(spec, Path(state_dir) / "objects" / namespace)
 
     @staticmethod
