@@ -4,13 +4,20 @@ Starts the server as a subprocess (as `lakeloop up` does), uploads and commits N
 parquet files of a few MB one by one, reads them back, and copies the same
 files with shutil.copy for a baseline. Prints MB/s and ratios, writes
 bench/out/lakefs.json and merges key `lakefs` into bench/results.json.
+Beside the wall-clock ratios (noisy on a shared machine) it records the CPU
+each side spent per MB (server process and SDK client), the same upload with
+the SDK's `pre_sign=False` (skips the repository lookup `object.upload` makes
+for every new object), and md5 alone over the same bytes: lakeFS's checksum
+is an md5 the server must compute before it answers, which bounds the ratio.
 Run: `python -m bench.bench_lakefs [--files N] [--mb SIZE]`.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import io
+import os
 import shutil
 import statistics
 import sys
@@ -40,6 +47,12 @@ def make_parquet(mb: float, seed: int) -> bytes:
     return buf.getvalue()
 
 
+def cpu_seconds(pid: int) -> float:
+    """User+system CPU of a process so far (from /proc; the server is a separate process)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--files", type=int, default=8)
@@ -65,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
             branch.commit(message="warmup")
 
             per_file: list[float] = []
+            srv0, cli0 = cpu_seconds(svc.pid), time.process_time()
             t0 = time.perf_counter()
             for i, data in enumerate(blobs):
                 t = time.perf_counter()
@@ -72,6 +86,15 @@ def main(argv: list[str] | None = None) -> int:
                 branch.commit(message=f"part {i}", metadata={"rows": str(len(data))})
                 per_file.append(time.perf_counter() - t)
             upload_s = time.perf_counter() - t0
+            server_cpu, client_cpu = cpu_seconds(svc.pid) - srv0, time.process_time() - cli0
+
+            t0 = time.perf_counter()
+            for i, data in enumerate(blobs):
+                branch.object(f"nopresign/part-{i:03d}.parquet").upload(
+                    data=data, content_type="application/x-parquet", pre_sign=False
+                )
+                branch.commit(message=f"part {i} (pre_sign=False)")
+            nopresign_s = time.perf_counter() - t0
 
             t0 = time.perf_counter()
             for i, data in enumerate(blobs):
@@ -91,6 +114,10 @@ def main(argv: list[str] | None = None) -> int:
         for i in range(len(blobs)):
             shutil.copy(src / f"part-{i:03d}.parquet", dst / f"part-{i:03d}.parquet")
         copy_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        for data in blobs:
+            hashlib.md5(data, usedforsecurity=False).hexdigest()
+        md5_s = time.perf_counter() - t0
 
     figures = {
         "files": a.files,
@@ -102,6 +129,13 @@ def main(argv: list[str] | None = None) -> int:
         "read_vs_copy": round(copy_s / read_s, 4),
         "upload_commit_s_per_file_median": round(statistics.median(per_file), 4),
         "upload_commit_s_per_file_max": round(max(per_file), 4),
+        "server_cpu_ms_per_mb": round(server_cpu * 1000 / total_mb, 2),
+        "client_cpu_ms_per_mb": round(client_cpu * 1000 / total_mb, 2),
+        "upload_nopresign_vs_copy": round(copy_s / nopresign_s, 4),
+        "md5_mb_s": round(total_mb / md5_s, 1),
+        "md5_vs_copy": round(copy_s / md5_s, 4),
+        "load_avg_1m": round(os.getloadavg()[0], 2),
+        "cores": os.cpu_count(),
     }
     print(f"{a.files} parquet files, {total_mb:.1f} MB total")
     print(
@@ -110,7 +144,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"  read via SDK          : {figures['read_mb_s']:8.1f} MB/s")
     print(f"  shutil.copy           : {figures['file_copy_mb_s']:8.1f} MB/s")
-    print(f"  ratios vs copy        : upload {figures['upload_vs_copy']:.3f}, read {figures['read_vs_copy']:.3f}")
+    print(f"  ratios vs copy        : upload {figures['upload_vs_copy']:.3f}, read {figures['read_vs_copy']:.3f}, "
+          f"upload pre_sign=False {figures['upload_nopresign_vs_copy']:.3f}, md5 alone {figures['md5_vs_copy']:.3f}")
+    print(f"  CPU per MB            : server {figures['server_cpu_ms_per_mb']} ms, "
+          f"SDK client {figures['client_cpu_ms_per_mb']} ms (load {figures['load_avg_1m']}, {figures['cores']} cores)")
 
     sys.path.insert(0, str(REPO_ROOT))
     from bench.results_io import record

@@ -9,6 +9,7 @@ answers 501 rather than a fake success.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hmac
 import json
@@ -31,7 +32,7 @@ from infra.lakefs_server.errors import ApiError
 from infra.lakefs_server.listing import amount_of
 from infra.lakefs_server.service import LakeFS, PostHook, parse_since
 from infra.lakefs_server.spec_paths import SPEC_OPERATIONS
-from infra.lakefs_server.store import Store
+from infra.lakefs_server.store import BlobWriter, Store
 
 VERSION = "1.84.0"
 META_PREFIX = "x-lakefs-meta-"
@@ -487,9 +488,7 @@ class Server:
                 writer.write(content)
                 ctype = part_type or "application/octet-stream"
             else:
-                async for chunk in request.stream():
-                    if chunk:
-                        writer.write(chunk)
+                await _receive_into(request, writer)
             stats = await run_in_threadpool(
                 self.svc.put_object,
                 repo,
@@ -640,6 +639,27 @@ def _read_file(path: Path, start: int, length: int) -> Iterator[bytes]:
                 break
             left -= len(chunk)
             yield chunk
+
+
+async def _receive_into(request: Request, writer: BlobWriter) -> None:
+    """Stream the body into `writer` in CHUNK-sized pieces, writing and hashing each on a worker thread
+    while the event loop receives the next (the SDK sends 16 KiB chunks; per-chunk work would stall both)."""
+    loop = asyncio.get_running_loop()
+    pending: asyncio.Future[None] | None = None
+    buf = bytearray()
+    try:
+        async for chunk in request.stream():
+            buf += chunk
+            if len(buf) >= CHUNK:
+                if pending is not None:
+                    await pending
+                pending = loop.run_in_executor(None, writer.write, buf)
+                buf = bytearray()  # the worker owns the full buffer now
+    finally:
+        if pending is not None:  # even on a disconnect: the caller discards the file only after the last write
+            await pending
+    if buf:
+        writer.write(buf)
 
 
 def parse_multipart(body: bytes, content_type: str) -> tuple[bytes, str | None]:

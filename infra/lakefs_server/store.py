@@ -2,8 +2,10 @@
 
 Why this shape: SQLite gives atomic multi-row updates (a commit moves a branch
 head, writes a tree and clears staging in one transaction) and survives
-restarts; blobs are stored once per sha256 so identical uploads cost nothing
-and commits never copy bytes. Trees (a commit's `path -> entry` snapshot) are
+restarts; each upload is written once, under a fresh random blob id, while
+its md5 (lakeFS's checksum) is computed in the same pass, so an upload costs
+one write and one hash of its bytes, like lakeFS's own local blockstore; commits
+and copies never copy bytes (entries share blobs). Trees (a commit's `path -> entry` snapshot) are
 immutable JSON documents keyed by their content hash, so they can be cached in
 memory without invalidation.
 
@@ -19,8 +21,8 @@ import hashlib
 import json
 import os
 import sqlite3
-import tempfile
 import threading
+import uuid
 from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -65,26 +67,30 @@ CREATE TABLE IF NOT EXISTS hook_runs (
 
 
 class BlobWriter:
-    """Streams an upload to a temp file while hashing it, so bytes are written once."""
+    """Streams an upload to a temp file while hashing it: one write and one md5 pass over the bytes.
+
+    The blob id is random (as a lakeFS physical address is), so no second hash is needed to name it.
+    """
 
     def __init__(self, tmp_dir: Path) -> None:
-        fd, name = tempfile.mkstemp(dir=tmp_dir, prefix="upload-")
-        self._f = os.fdopen(fd, "wb")
-        self.path = Path(name)
-        self._sha = hashlib.sha256()
-        self._md5 = hashlib.md5()
+        self.blob_id = uuid.uuid4().hex
+        self.path = tmp_dir / f"upload-{self.blob_id}"
+        self._f = open(self.path, "xb", buffering=0)  # noqa: SIM115 - closed by close()/discard()
+        self._md5 = hashlib.md5(usedforsecurity=False)
         self.size = 0
 
-    def write(self, chunk: bytes) -> None:
-        self._f.write(chunk)
-        self._sha.update(chunk)
+    def write(self, chunk: bytes | bytearray | memoryview) -> None:
+        """Append a chunk; hashlib and the unbuffered file write both release the GIL for large chunks."""
         self._md5.update(chunk)
+        view = memoryview(chunk)
+        while view:
+            view = view[self._f.write(view) or 0 :]
         self.size += len(chunk)
 
     def close(self) -> tuple[str, str, int]:
-        """Finish the file; returns (sha256, md5, size)."""
+        """Finish the file; returns (blob id, md5, size)."""
         self._f.close()
-        return self._sha.hexdigest(), self._md5.hexdigest(), self.size
+        return self.blob_id, self._md5.hexdigest(), self.size
 
     def discard(self) -> None:
         if not self._f.closed:
@@ -97,7 +103,7 @@ class Store:
 
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = Path(data_dir)
-        self.blob_dir = self.data_dir / "blobs" / "sha256"
+        self.blob_dir = self.data_dir / "blobs" / "sha256"  # the name stores made before random ids keep
         self.tmp_dir = self.data_dir / "tmp"
         self.blob_dir.mkdir(parents=True, exist_ok=True)
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
@@ -134,22 +140,20 @@ class Store:
 
     # -- blobs ------------------------------------------------------------------------
 
-    def blob_path(self, sha: str) -> Path:
-        return self.blob_dir / sha[:2] / sha[2:4] / sha
+    def blob_path(self, blob_id: str) -> Path:
+        """Where a blob lives: ids are sha256 hex (older stores) or random hex, fanned out by their first bytes."""
+        return self.blob_dir / blob_id[:2] / blob_id[2:4] / blob_id
 
     def new_blob_writer(self) -> BlobWriter:
         return BlobWriter(self.tmp_dir)
 
     def commit_blob(self, writer: BlobWriter) -> tuple[str, str, int]:
-        """Move a finished upload into the content-addressed store (dedup on sha256)."""
-        sha, md5, size = writer.close()
-        dest = self.blob_path(sha)
-        if dest.exists():
-            writer.path.unlink(missing_ok=True)
-        else:
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(writer.path, dest)
-        return sha, md5, size
+        """Move a finished upload into the blob store (a rename, never a copy); returns (blob id, md5, size)."""
+        blob_id, md5, size = writer.close()
+        dest = self.blob_path(blob_id)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(writer.path, dest)
+        return blob_id, md5, size
 
     # -- trees ------------------------------------------------------------------------
 

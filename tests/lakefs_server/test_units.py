@@ -157,3 +157,18 @@ def test_uploads_racing_commits_are_never_lost(tmp_path: Path) -> None:
     listed = svc.list_objects("race-repo", "main@", "p/", "", 1000, "", False)
     assert [o["path"] for o in listed["results"]] == paths
     assert svc.diff_branch("race-repo", "main", "", "", 100, "")["results"] == []
+
+
+def test_uvicorn_still_has_the_receive_window_knob() -> None:
+    """serve() widens uvicorn's body buffer through a module constant; an upgrade that drops it must be noticed."""
+    from uvicorn.protocols.http import h11_impl
+
+    from infra.lakefs_server.serve import RECEIVE_WINDOW, _large_receive_window
+
+    assert isinstance(h11_impl.HIGH_WATER_LIMIT, int)
+    before = h11_impl.HIGH_WATER_LIMIT
+    try:
+        _large_receive_window()
+        assert h11_impl.HIGH_WATER_LIMIT >= RECEIVE_WINDOW
+    finally:
+        h11_impl.HIGH_WATER_LIMIT = before
