@@ -33,6 +33,11 @@ ROWS: list[tuple[str, str]] = [
      "{scale.table.4.commit_batch_s:.3f} s, {scale.table.16.commit_batch_s:.3f} s at 1/4/16 objects), "
      "`training_set` {scale.trainset_16_vs_1:.1f}× (goal ≤ 20; {scale.table.1.training_set_s:.3f} s, "
      "{scale.table.4.training_set_s:.3f} s, {scale.table.16.training_set_s:.3f} s)"),
+    ("`train.overhead_vs_xgboost` ({train.rows:,} rows)",
+     "`train_xgb` vs bare `xgboost.train` fitting the same boosters: {train.overhead_vs_xgboost:.3f}× "
+     "(goal ≤ {train.goal:.2f}×; the extra steps timed alone: {train.explained_overhead_vs_xgboost:.3f}×); "
+     "with the review committee and OOF frame {train.with_committee_vs_xgboost:.2f}× "
+     "(load {train.load_avg_1m:.1f} on {train.cores} cores)"),
     ("`events.commit_to_run_vs_bare`", "commit → flow-run median latency vs a bare `emit_event`: "
                                        "{events.commit_to_run_vs_bare:.2f}× (goal ≤ {events.goal_ratio:g}×)"),
     ("`labels.precision_at_budget`",

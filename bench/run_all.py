@@ -8,7 +8,8 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ORDER = ["bench_lakefs", "bench_validate", "bench_scale", "bench_spine", "bench_events", "bench_burst_restart",
+ORDER = ["bench_lakefs", "bench_validate", "bench_scale", "bench_spine", "bench_train", "bench_events",
+         "bench_burst_restart",
          "bench_labels", "bench_ensemble", "bench_monitor"]
 
 

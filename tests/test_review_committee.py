@@ -62,3 +62,28 @@ def test_committee_refuses_misaligned_rows(trained) -> None:  # type: ignore[no-
     df, result = trained
     with pytest.raises(ValueError, match="covers 600 rows"):
         score_committee(result, df.head(10), SPEC)
+
+
+def test_single_blas_thread_linear_member_predicts_as_before(trained) -> None:  # type: ignore[no-untyped-def]
+    """The linear member fits with one BLAS thread (fast on a shared machine); its OOF probabilities are
+    those of the same pipeline fitted with the machine's BLAS threads, and the limit ends with the fit."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from tasks.model.features import numeric_matrix
+
+    df, result = trained
+    threads_before = [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
+    fast = score_committee(result, df, SPEC)["logreg"]
+    assert [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"] == threads_before
+    before = np.zeros_like(fast)
+    folds = result.fold_of_row
+    with threadpool_limits(2, user_api="blas"):  # the path before the limit, with two threads where BLAS has them
+        for f in range(int(folds.max()) + 1):
+            tr, va = np.flatnonzero(folds != f), np.flatnonzero(folds == f)
+            pipe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, C=1.0))
+            pipe.fit(numeric_matrix(df[tr], SPEC), result.labels[tr])
+            before[va] = pipe.predict_proba(numeric_matrix(df[va], SPEC))
+    np.testing.assert_allclose(fast, before, rtol=0, atol=1e-12)

@@ -31,6 +31,7 @@ import xgboost as xgb
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
 
 from lakeloop.adapters.mlflow_tracking import Lineage
 from lakeloop.spec import DatasetSpec
@@ -94,6 +95,12 @@ def _subspec(spec: DatasetSpec, features: tuple[str, ...] | list[str]) -> Datase
 
 
 # ---- fitting ------------------------------------------------------------------------
+LINEAR_BLAS_THREADS = 1
+"""BLAS threads for the linear member. Its matrix has tens of columns, so a second BLAS thread buys
+nothing, while OpenBLAS's spin-waiting threads on the shared 2-core machine made the committee's three
+logistic fits take 7 s instead of 2 s at 100k rows (bench_train); probabilities differ by ~1e-15."""
+
+
 def _xgb_params(params: dict[str, Any], n_classes: int, n_jobs: int) -> tuple[dict[str, Any], int]:
     p = dict(params)
     rounds = int(p.pop("n_estimators", 200))
@@ -118,7 +125,9 @@ def fit_model(cfg: MemberConfig, df: pl.DataFrame, y: np.ndarray, spec: DatasetS
         return xgb.train(params, dtrain, num_boost_round=rounds)
     if cfg.kind == "logreg":
         pipe: Pipeline = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, **cfg.params))
-        pipe.fit(numeric_matrix(df, sub), y)
+        X = numeric_matrix(df, sub)
+        with threadpool_limits(LINEAR_BLAS_THREADS, user_api="blas"):
+            pipe.fit(X, y)
         return pipe
     raise ValueError(f"member {cfg.name!r}: unknown kind {cfg.kind!r}")
 
@@ -129,7 +138,9 @@ def predict_proba(cfg: MemberConfig, model: Any, df: pl.DataFrame, spec: Dataset
     if cfg.kind == "xgboost":
         raw = np.asarray(model.inplace_predict(model_frame(df, sub)), dtype="float64")
     else:
-        raw = np.asarray(model.predict_proba(numeric_matrix(df, sub)), dtype="float64")
+        X = numeric_matrix(df, sub)
+        with threadpool_limits(LINEAR_BLAS_THREADS, user_api="blas"):
+            raw = np.asarray(model.predict_proba(X), dtype="float64")
     return np.column_stack([1.0 - raw, raw]) if raw.ndim == 1 else raw
 
 
