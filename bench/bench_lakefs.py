@@ -7,7 +7,8 @@ bench/out/lakefs.json and merges key `lakefs` into bench/results.json.
 Beside the wall-clock ratios (noisy on a shared machine) it records the CPU
 each side spent per MB (server process and SDK client), the same upload with
 the SDK's `pre_sign=False` (skips the repository lookup `object.upload` makes
-for every new object), and md5 alone over the same bytes: lakeFS's checksum
+for every new object; lakeloop's `Lake` adapter now passes the answer it asked
+for once), and md5 alone over the same bytes: lakeFS's checksum
 is an md5 the server must compute before it answers, which bounds the ratio.
 Run: `python -m bench.bench_lakefs [--files N] [--mb SIZE]`.
 """

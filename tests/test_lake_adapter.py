@@ -62,3 +62,23 @@ def test_is_on_branch_tells_a_side_branch_commit_from_the_branch_history(lake: L
     assert not lake.is_on_branch(side, "main")
     lake.merge("side", "main")
     assert lake.is_on_branch(side, "main")
+
+
+def test_object_io_asks_for_the_repository_once(lake: Lake, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The SDK looks the repository up (for its storage's presign support) on every new object it reads or
+    writes unless told `pre_sign`; the adapter asks once, so an upload or read is one request, not two."""
+    import lakefs_sdk
+
+    calls: list[str] = []
+    real = lakefs_sdk.RepositoriesApi.get_repository
+
+    def counting(self, repository, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(repository)
+        return real(self, repository, **kwargs)
+
+    monkeypatch.setattr(lakefs_sdk.RepositoriesApi, "get_repository", counting)
+    for i in range(4):
+        lake.write_bytes("main", f"data/p{i}.bin", b"x" * 10)
+    lake.commit("main", "four objects")
+    assert [lake.read_bytes("main", f"data/p{i}.bin") for i in range(4)] == [b"x" * 10] * 4
+    assert len(calls) <= 1

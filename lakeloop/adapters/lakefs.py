@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 
 import lakefs
 import polars as pl
+from lakefs.client import SINGLE_STORAGE_ID
 from lakefs.exceptions import ConflictException, NotFoundException
 
 from lakeloop.settings import LakeFSSettings, get_settings
@@ -58,6 +59,16 @@ class Lake:
         s = self.settings
         self.client = lakefs.Client(host=s.endpoint, username=s.access_key_id, password=s.secret_access_key)
         self.repo = lakefs.Repository(s.repository, client=self.client)
+        self._pre_sign: bool | None = None
+
+    def pre_sign(self) -> bool:
+        """Whether object I/O goes through presigned URLs, as the SDK decides it (the repository's storage
+        supports them), asked once: left to decide, the SDK looks the repository up on every new object,
+        a second request per upload or read."""
+        if self._pre_sign is None:
+            storage_id = self.repo.properties.storage_id or SINGLE_STORAGE_ID
+            self._pre_sign = bool(self.client.storage_config_by_id(storage_id).pre_sign_support)
+        return self._pre_sign
 
     # ---- repository and branches ---------------------------------------
     def repository_exists(self) -> bool:
@@ -134,7 +145,7 @@ class Lake:
 
     def read_bytes(self, ref: str, path: str) -> bytes:
         try:
-            with self.repo.ref(ref).object(path).reader(mode="rb") as r:
+            with self.repo.ref(ref).object(path).reader(mode="rb", pre_sign=self.pre_sign()) as r:
                 data = r.read()
                 return data if isinstance(data, bytes) else data.encode()
         except NotFoundException as e:
@@ -143,7 +154,7 @@ class Lake:
     def write_bytes(self, branch: str, path: str, data: bytes, content_type: str | None = None,
                     metadata: dict[str, str] | None = None) -> None:
         self.repo.branch(branch).object(path).upload(data=data, mode="wb", content_type=content_type,
-                                                      metadata=metadata)
+                                                      metadata=metadata, pre_sign=self.pre_sign())
 
     def exists(self, ref: str, path: str) -> bool:
         return bool(self.repo.ref(ref).object(path).exists())
