@@ -19,7 +19,8 @@ START, END = "<!-- figures:start -->", "<!-- figures:end -->"
 ROWS: list[tuple[str, str]] = [
     ("`lakefs.upload_vs_copy`, `lakefs.read_vs_copy`",
      "upload+commit and read through the SDK vs plain file copies of the same bytes: "
-     "{lakefs.upload_vs_copy:.2f}× and {lakefs.read_vs_copy:.2f}×"),
+     "{lakefs.upload_vs_copy:.2f}× and {lakefs.read_vs_copy:.2f}× (md5 alone, the checksum lakeFS requires: "
+     "{lakefs.md5_vs_copy:.2f}×; load {lakefs.load_avg_1m:.1f} on {lakefs.cores} cores)"),
     ("`validate`", "{validate.rows:,} rows validated in {validate.validate_s:.1f} s wall; "
                    "{validate.validate_vs_parquet_read:.1f}× a parquet read"),
     ("`spine` ({spine.rows:,} rows)",
