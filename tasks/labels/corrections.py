@@ -22,10 +22,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 
 import polars as pl
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from lakeloop.adapters.label_studio import UNSURE, Annotation
 from lakeloop.adapters.lakefs import Lake
@@ -36,13 +37,41 @@ from tasks.data.label_overlay import CORRECTIONS_SCHEMA, CorrectionError, empty_
 
 
 class AgreementPolicy(BaseModel):
-    """When does the labeling team's answer replace a label?"""
+    """When does the labeling team's answer replace a label?
+
+    The row's CROWDLAB consensus (`tasks.labels.consensus`) is accepted once the row has `min_annotators`
+    answers and the consensus quality reaches `min_quality`; below it the row goes to one more annotator,
+    up to `max_annotators`, and then stays flagged (disputed). A trusted reviewer's answer settles a row alone.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
-    min_annotators: int = Field(default=2, ge=1, description="agreeing reviewers needed for a change")
+    min_annotators: int = Field(default=2, ge=1, description="answers a row gathers before its consensus is judged")
+    max_annotators: int = Field(default=3, ge=1, description="cap on the answers asked for one row")
+    min_quality: float = Field(default=0.8, ge=0.0, le=1.0, description="consensus quality that accepts it")
     trusted_reviewers: list[str] = Field(default_factory=list,
                                          description="annotators (e-mail) whose single answer suffices")
+
+    @model_validator(mode="after")
+    def _cap_covers_floor(self) -> AgreementPolicy:
+        if self.max_annotators < self.min_annotators:
+            raise ValueError(f"max_annotators ({self.max_annotators}) < min_annotators ({self.min_annotators})")
+        return self
+
+    def verdict(self, quality: float, answers: int) -> Verdict:
+        """What to do with a row whose consensus has this quality after this many answers (unsure included)."""
+        if answers < self.min_annotators:
+            return Verdict.WAIT
+        if quality >= self.min_quality:
+            return Verdict.ACCEPT
+        return Verdict.ESCALATE if answers < self.max_annotators else Verdict.DISPUTED
+
+
+class Verdict(StrEnum):
+    ACCEPT = "accept"  # the consensus replaces (or confirms) the label
+    WAIT = "wait"  # fewer answers than Label Studio's overlap asks for: more are on their way
+    ESCALATE = "escalate"  # consensus too unsure: one more annotator
+    DISPUTED = "disputed"  # still unsure at the cap: stays flagged, the data unchanged
 
 
 @dataclass
