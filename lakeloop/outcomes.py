@@ -85,6 +85,9 @@ class LabelIntake(BaseModel):
     pending: int
     unsure: int
     held: int = 0
+    disputed: int = 0  # consensus still unsure at the cap of annotators: stays flagged
+    escalated: int = 0  # tasks sent to one more annotator this intake
+    kappa: float | None = None  # mean pairwise Cohen's kappa of the annotators
     merge_commit: str | None = None
 
 

@@ -97,9 +97,14 @@ class LabelingSettings(BaseSettings):
     # unfinished tasks the team may have at once (None: one budget); a round only tops the queue up
     max_open_tasks: int | None = None
     project_title: str = "lakeloop label review"
-    # a label changes when this many annotators agree on a new class ...
+    # a row's consensus (CROWDLAB over every answer and the model) is judged once it has this many answers
+    # (Label Studio's overlap) ...
     min_annotators: int = 2
-    # ... or when one of these reviewers (e-mail) answers.
+    # ... and accepted when its quality reaches this; below it, the row goes to one more annotator ...
+    min_consensus_quality: float = 0.7
+    # ... up to this many; a row still unsure then stays flagged (disputed), its data unchanged.
+    max_annotators: int = 3
+    # One of these reviewers' (e-mail) answer settles a row alone.
     trusted_reviewers: list[str] = []
     # corrections are committed in batches of at least this many (a forced intake commits any number)
     min_corrections_per_commit: int = 25

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from pathlib import Path
+
 import numpy as np
+import polars as pl
 import pytest
 
 from bench.bench_consensus import ERROR_RATES, simulate
 from infra.demo.synth import synth_batch
+from lakeloop.adapters.label_studio import Annotation
+from lakeloop.adapters.lakefs import Lake
+from lakeloop.spec import DatasetSpec
+from tasks.data.dataset import training_set
 from tasks.labels.consensus import crowd_consensus
-from tasks.labels.corrections import AgreementPolicy, Verdict
+from tasks.labels.corrections import AgreementPolicy, Verdict, commit_corrections, quality_paths, resolve
 
 NAMES = ["no", "yes"]
 
@@ -82,3 +90,30 @@ def test_policy_verdicts() -> None:
     assert p.verdict(0.6, 3) is Verdict.DISPUTED
     with pytest.raises(ValueError, match="max_annotators"):
         AgreementPolicy(min_annotators=3, max_annotators=2)
+
+
+@pytest.mark.integration
+def test_round_quality_is_committed_beside_its_corrections(lake: Lake) -> None:
+    """The annotators' quality and each row's consensus land in the corrections commit, and the dataset reader
+    (which overlays labels/corrections/ only) is not confused by them."""
+    spec = DatasetSpec.from_yaml(Path(__file__).resolve().parents[1] / "examples" / "churn" / "spec.yaml")
+    batch = synth_batch(20, seed=5)
+    lake.write_frame("main", "data/batch.parquet", batch.data)
+    lake.commit("main", "add batch", {"lakeloop.kind": "data"})
+    row = batch.data["customer_id"][0]
+    old = str(batch.data["churn"][0])
+    new = "yes" if old == "no" else "no"
+    t = datetime(2026, 3, 1, tzinfo=UTC)
+    anns = [Annotation(annotation_id=k, task_id=1, project_id=1, row_id=row, row_hash="h", choice=new,
+                       skipped=False, annotator=f"a{k}@x", annotator_id=k, created_at=t, updated_at=t,
+                       lead_time=1.0) for k in (1, 2)]
+    current = dict(zip(batch.data["customer_id"].to_list(), batch.data["churn"].cast(str).to_list(), strict=True))
+    res = resolve(anns, current, AgreementPolicy(min_quality=0.0), spec, model_proba={row: np.array([0.5, 0.5])})
+    assert res.corrections.height == 1 and res.consensus is not None
+    merge = commit_corrections(lake, "20260301T000000Z", res.corrections, spec, consensus=res.consensus)
+    rows_path, annotators_path = quality_paths("20260301T000000Z")
+    annotators = lake.read_frame(merge, annotators_path)
+    assert sorted(annotators["annotator"].to_list()) == ["a1@x", "a2@x"]
+    assert lake.read_frame(merge, rows_path)["row_id"].to_list() == [row]
+    data, _ = training_set(lake, spec, merge)
+    assert data.filter(pl.col("customer_id") == row)["churn"].cast(str).item() == new

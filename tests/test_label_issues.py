@@ -126,45 +126,77 @@ def _ann(aid: int, row: str, choice: str | None, who: int, minutes: int = 0, ski
 CURRENT = {"r1": "no", "r2": "no", "r3": "yes", "r4": "no", "r5": "no", "r6": "yes"}
 
 
-def test_resolve_applies_the_agreement_policy() -> None:
+def _history(n: int = 60) -> list[Annotation]:
+    """Earlier rows a1 and a2 both answered alike: what CROWDLAB learns the two annotators' reliability from."""
+    return [_ann(1000 + 2 * i + k, f"h{i}", "no", k + 1) for i in range(n) for k in range(2)]
+
+
+HISTORY_CURRENT = {f"h{i}": "no" for i in range(60)}
+CONFIDENT = {r: np.array([0.5, 0.5]) for r in CURRENT}  # the model has no opinion on the reviewed rows
+
+
+def test_resolve_applies_the_agreement_policy(tmp_path: Path) -> None:
+    ledger = AppliedLedger.at(tmp_path)
+    history = _history()
+    ledger.mark(history, "earlier")  # applied before: informs the annotators' quality, not decided again
     anns = [
         _ann(1, "r1", "yes", 1), _ann(2, "r1", "yes", 2, 1),  # two agree: corrected
-        _ann(3, "r2", "yes", 1),  # one voice: pending
+        _ann(3, "r2", "yes", 1),  # one voice: waits for Label Studio's second annotator
         _ann(4, "r3", "yes", 1), _ann(5, "r3", "yes", 2),  # agree with current label: confirmed
-        _ann(6, "r4", "yes", 1), _ann(7, "r4", "no", 2),  # tie: pending
+        _ann(6, "r4", "yes", 1), _ann(7, "r4", "no", 2, 2),  # split: one more annotator (task 104 needs 3)
         _ann(8, "r5", UNSURE, 1), _ann(9, "r5", None, 2, skipped=True),  # unsure: stays flagged
         _ann(10, "r6", "no", 9),  # trusted reviewer alone suffices
     ]
-    res = resolve(anns, CURRENT, AgreementPolicy(min_annotators=2, trusted_reviewers=["a9@x"]), SPEC)
+    policy = AgreementPolicy(min_annotators=2, max_annotators=3, min_quality=0.8, trusted_reviewers=["a9@x"])
+    res = resolve(history + anns, CURRENT | HISTORY_CURRENT, policy, SPEC, ledger=ledger, model_proba=CONFIDENT)
     c = {r["id"]: r for r in res.corrections.iter_rows(named=True)}
     assert set(c) == {"r1", "r6"}
     assert (c["r1"]["old_label"], c["r1"]["new_label"]) == ("no", "yes")
     assert c["r1"]["annotators"] == ["a1@x", "a2@x"]
     assert c["r1"]["last_annotated_at"] - c["r1"]["first_annotated_at"] == timedelta(minutes=1)
+    assert c["r1"]["consensus_quality"] >= policy.min_quality
     assert c["r6"]["new_label"] == "no"
     assert sorted(res.pending) == ["r2", "r4"]
+    assert res.escalate == {104: 3}
     assert res.confirmed == ["r3"]
     assert res.unsure == ["r5"]
     assert set(res.decided_ids) == {1, 2, 4, 5, 10}
+    assert res.consensus is not None and {a.annotator for a in res.consensus.annotators} == {"a1@x", "a2@x", "a9@x"}
+
+    # a third answer on the split row: a team that accepts a 2-1 consensus follows the two who agree
+    third = _ann(11, "r4", "yes", 3, 3)
+    again = resolve(history + anns + [third], CURRENT | HISTORY_CURRENT, policy.model_copy(update={"min_quality": 0.6}),
+                    SPEC, ledger=ledger, model_proba=CONFIDENT)
+    r4 = again.corrections.filter(pl.col("id") == "r4").row(0, named=True)
+    assert (r4["new_label"], r4["annotators"]) == ("yes", ["a1@x", "a3@x"])
+    assert again.escalate == {}
+    # at the cap a consensus still too unsure is disputed: it stays flagged, the data unchanged
+    strict = AgreementPolicy(min_annotators=2, max_annotators=2, min_quality=0.999)
+    capped = resolve(anns[5:7], CURRENT, strict, SPEC, model_proba=CONFIDENT)
+    assert capped.disputed == ["r4"] and capped.corrections.height == 0 and capped.escalate == {}
 
 
 def test_latest_answer_per_annotator_counts() -> None:
     anns = [_ann(1, "r1", "no", 1, 0), _ann(1, "r1", "yes", 1, 5), _ann(2, "r1", "yes", 2, 6)]
-    res = resolve(anns, CURRENT, AgreementPolicy(), SPEC)
+    res = resolve(_history() + anns, CURRENT | HISTORY_CURRENT, AgreementPolicy(), SPEC)
     assert res.corrections["id"].to_list() == ["r1"]
 
 
 def test_applied_ledger_never_applies_twice_but_sees_edits(tmp_path: Path) -> None:
     ledger = AppliedLedger.at(tmp_path)
-    anns = [_ann(1, "r1", "yes", 1), _ann(2, "r1", "yes", 2)]
-    res = resolve(anns, CURRENT, AgreementPolicy(), SPEC, ledger=ledger)
+    anns = [*_history(), _ann(1, "r1", "yes", 1), _ann(2, "r1", "yes", 2)]
+    current = CURRENT | HISTORY_CURRENT
+    res = resolve(anns, current, AgreementPolicy(), SPEC, ledger=ledger)
     assert res.corrections.height == 1
-    assert ledger.mark(res.decided, "round-1") == 2
-    again = resolve(anns, CURRENT, AgreementPolicy(), SPEC, ledger=ledger)
-    assert again.corrections.height == 0 and not again.pending
-    edited = [_ann(1, "r1", "no", 1, minutes=30)]  # same annotation, edited later: seen again
-    assert resolve(edited, {"r1": "yes"}, AgreementPolicy(min_annotators=1), SPEC, ledger=ledger) \
-        .corrections["new_label"].to_list() == ["no"]
+    assert ledger.mark(res.decided, "round-1") == len(anns)
+    again = resolve(anns, current, AgreementPolicy(), SPEC, ledger=ledger)
+    assert again.corrections.height == 0 and not again.pending and not again.confirmed
+    # the same annotation, edited later, is seen again; alone, it is accepted when the model agrees with it
+    edited = [_ann(1, "r1", "no", 1, minutes=30)]
+    assert resolve(edited, {"r1": "yes"}, AgreementPolicy(min_annotators=1), SPEC, ledger=ledger,
+                   model_proba={"r1": np.array([0.9, 0.1])}).corrections["new_label"].to_list() == ["no"]
+    assert resolve(edited, {"r1": "yes"}, AgreementPolicy(min_annotators=1), SPEC, ledger=ledger,
+                   model_proba={"r1": np.array([0.3, 0.7])}).pending == ["r1"]
 
 
 def test_resolve_rejects_bad_input() -> None:

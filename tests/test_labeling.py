@@ -183,3 +183,25 @@ def test_outage_keeps_tasks_in_outbox_and_sends_them_once(label_studio, tmp_path
     again = resolve(adapter.fetch_annotations(project), current, AgreementPolicy(min_annotators=2), SPEC,
                     ledger=applied)
     assert again.corrections.height == 0 and again.decided == []
+
+
+def test_an_unsure_consensus_reopens_its_task_for_one_more_annotator(label_studio, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    batch = synth_batch(3, seed=31, start_id=950_000)
+    true_label = dict(zip(batch.truth["customer_id"].to_list(), batch.truth["true_label"].to_list(), strict=True))
+    adapter = LabelStudioAdapter(label_studio.url, label_studio.token, tmp_path / "state")
+    project = ensure_project(adapter, SPEC, "churn escalation round")
+    send_rows(adapter, project, batch.data, SPEC, round_id="escalation")
+    for k in range(2):
+        SimulatedAnnotator(adapter, SPEC, f"pair{k}@lakeloop.test", error_rate=0.0, seed=k).annotate(
+            project, true_label)
+    tasks = {int(t.id): t for t in adapter.client.tasks.list(project=project, page_size=100, fields="all")}
+    assert all(t.is_labeled for t in tasks.values())  # the overlap of 2 is reached
+    task_id = min(tasks)
+    assert adapter.request_more_answers({task_id: 3, 99_999_999: 3}) == 1  # a task deleted meanwhile is skipped
+    reopened = adapter.client.tasks.get(str(task_id))
+    assert reopened.overlap == 3 and not reopened.is_labeled
+    assert all(adapter.client.tasks.get(str(t)).is_labeled for t in tasks if t != task_id)
+    SimulatedAnnotator(adapter, SPEC, "third@lakeloop.test", error_rate=0.0, seed=9).annotate(
+        project, true_label, task_ids=[task_id])
+    assert adapter.client.tasks.get(str(task_id)).is_labeled  # the third answer closes it again
+    assert len([a for a in adapter.fetch_annotations(project) if a.task_id == task_id]) == 3

@@ -106,7 +106,8 @@ class LabelStudioAdapter:
         """The project called `title` (created with this config and instructions if missing).
 
         `annotations_per_task` (Label Studio's overlap) should match the agreement
-        policy's `min_annotators`, so enough people see each row.
+        policy's `min_annotators`, so enough people see each row; `request_more_answers`
+        raises it for the rows whose consensus is still unsure.
         """
         if len(title.strip()) < 3:
             raise LabelingError(f"project title {title!r}: Label Studio needs at least 3 characters")
@@ -192,6 +193,24 @@ class LabelStudioAdapter:
             result.error = str(e)
         result.queued = len(self.outbox.pending(project_id))
         return result
+
+    def request_more_answers(self, needed: dict[int, int]) -> int:
+        """Raise each task's overlap (task id -> answers it needs) so Label Studio shows it to one more annotator.
+
+        `is_labeled` is cleared too: Label Studio recomputes it only when an annotation is saved. Returns
+        how many tasks were updated; a task deleted meanwhile is skipped.
+        """
+        done = 0
+        for task_id, overlap in sorted(needed.items()):
+            try:
+                self._call("asking for one more answer", self.client.tasks.update, str(task_id), overlap=overlap,
+                           is_labeled=False)
+            except LabelingError as e:
+                if "HTTP 404" not in str(e):
+                    raise
+                continue
+            done += 1
+        return done
 
     # annotations
     def _annotators(self) -> dict[int, str]:

@@ -232,6 +232,24 @@ def log_metrics(run_id: str, metrics: dict[str, float], settings: MLflowSettings
     c.log_batch(run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()])
 
 
+def log_label_round(round_id: str, metrics: dict[str, float], tags: dict[str, str],
+                    settings: MLflowSettings | None = None) -> str:
+    """One finished run per label review intake (`lakeloop.kind=label-round`) holding its consensus and
+    annotator-quality metrics, so they chart across rounds beside the training runs; returns the run id."""
+    s = settings or get_settings().mlflow
+    c = client(s)
+    run = c.create_run(experiment_id(c, s.experiment), run_name=f"label-round-{round_id}",
+                       tags={"lakeloop.kind": "label-round", "lakeloop.round": round_id, **tags})
+    import time
+
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    c.log_batch(run.info.run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()])
+    c.set_terminated(run.info.run_id)
+    return str(run.info.run_id)
+
+
 def metric_history(run_id: str, key: str, settings: MLflowSettings | None = None) -> list[tuple[int, float]]:
     """(timestamp ms, value) of every point of a run's metric, oldest first."""
     points = client(settings).get_metric_history(run_id, key)

@@ -19,6 +19,7 @@ CORRECTIONS_SCHEMA: dict[str, pl.DataType] = {
     "task_id": pl.Int64(),
     "first_annotated_at": pl.Datetime("us", "UTC"),
     "last_annotated_at": pl.Datetime("us", "UTC"),
+    "consensus_quality": pl.Float64(),  # CROWDLAB's quality of the new label (null in rounds before it)
 }
 
 

@@ -22,7 +22,6 @@ import numpy as np
 import pandas as pd
 import polars as pl
 from cleanlab.multiannotator import get_label_quality_multiannotator
-from cleanlab.rank import get_label_quality_scores
 from pydantic import BaseModel, ConfigDict
 from sklearn.metrics import cohen_kappa_score
 
@@ -105,12 +104,17 @@ def crowd_consensus(answers: Answers, classes: Sequence[str],
     if not row_ids:
         return ConsensusReport(pl.DataFrame(schema=CONSENSUS_SCHEMA), [], None, None, "crowdlab")
     counts = (~np.isnan(wide)).sum(axis=1)
-    if len(people) < 2 or (counts == 1).all():
+    if len(people) < 2 or not _any_clear_majority(wide):
         return _model_only(row_ids, people, wide, proba, classes)
-    with warnings.catch_warnings():  # it warns on small overlaps; the report says how much was compared
-        warnings.simplefilter("ignore")
-        res = get_label_quality_multiannotator(pd.DataFrame(wide, columns=people), proba, verbose=False,
-                                               return_weights=True)
+    state = np.random.get_state()  # cleanlab breaks exact ties at random: the same answers, the same decision
+    np.random.seed(0)
+    try:
+        with warnings.catch_warnings():  # it warns on small overlaps; the report says how much was compared
+            warnings.simplefilter("ignore")
+            res = get_label_quality_multiannotator(pd.DataFrame(wide, columns=people), proba, verbose=False,
+                                                   return_weights=True)
+    finally:
+        np.random.set_state(state)
     lq = res["label_quality"]
     consensus = lq["consensus_label"].to_numpy().astype(int)
     rows = pl.DataFrame({
@@ -121,7 +125,7 @@ def crowd_consensus(answers: Answers, classes: Sequence[str],
     stats = res["annotator_stats"]
     annotators = [
         AnnotatorQuality(annotator=str(who), answered=int(s["num_examples_labeled"]),
-                         quality=float(s["annotator_quality"]),
+                         quality=_finite(s["annotator_quality"]),
                          agreement_with_consensus=float(s["agreement_with_consensus"]),
                          error_estimate=1.0 - float(s["agreement_with_consensus"]),
                          worst_class=classes[int(s["worst_class"])])
@@ -129,6 +133,12 @@ def crowd_consensus(answers: Answers, classes: Sequence[str],
     ]
     return ConsensusReport(rows, sorted(annotators, key=lambda a: a.annotator), _mean_pairwise_kappa(wide),
                            float(res["model_weight"]), "crowdlab")
+
+
+def _finite(v: object) -> float | None:
+    """CROWDLAB gives NaN for an annotator who shares no row with another: no estimate, not a number."""
+    f = float(v)  # type: ignore[arg-type]
+    return f if np.isfinite(f) else None
 
 
 def _model_matrix(row_ids: Sequence[str], k: int, model_proba: Mapping[str, np.ndarray] | None) -> np.ndarray:
@@ -143,19 +153,41 @@ def _model_matrix(row_ids: Sequence[str], k: int, model_proba: Mapping[str, np.n
     return out
 
 
+def _any_clear_majority(wide: np.ndarray) -> bool:
+    """Some row with two or more answers has a single most frequent answer: CROWDLAB has something to learn from
+    (without one, cleanlab's tie-breaking fails)."""
+    for row in wide:
+        given = row[~np.isnan(row)]
+        if len(given) > 1:
+            counts = np.unique(given, return_counts=True)[1]
+            if (counts == counts.max()).sum() == 1:
+                return True
+    return False
+
+
 def _model_only(row_ids: list[str], people: list[str], wide: np.ndarray, proba: np.ndarray,
                 classes: list[str]) -> ConsensusReport:
-    """One answer per row (or one annotator): CROWDLAB has nothing to compare, so a row's quality is the
-    model's probability of its answer, and no annotator's quality can be estimated."""
-    label = np.array([int(v[~np.isnan(v)][0]) for v in wide])
-    quality = get_label_quality_scores(label, proba)
-    rows = pl.DataFrame({"row_id": row_ids, "consensus_label": [classes[k] for k in label],
-                         "quality": quality.astype(float), "answers": (~np.isnan(wide)).sum(axis=1),
-                         "agreement": np.ones(len(row_ids))}, schema=CONSENSUS_SCHEMA)
-    annotators = [AnnotatorQuality(annotator=p, answered=int((~np.isnan(wide[:, j])).sum()), quality=None,
-                                   agreement_with_consensus=1.0, error_estimate=0.0)
-                  for j, p in enumerate(people)]
-    return ConsensusReport(rows, annotators, None, None, "model")
+    """Nothing to weigh annotators by (one answer per row, one annotator, or every row split evenly): a row's
+    consensus is the answer the model finds most likely, its quality the model's probability of that answer
+    times the answer's share of the row's answers. No annotator's quality can be estimated."""
+    labels, quality, agreement = [], [], []
+    for i, row in enumerate(wide):
+        given = row[~np.isnan(row)].astype(int)
+        best = max(np.unique(given), key=lambda k: (np.sum(given == k), proba[i, k]))
+        share = float(np.mean(given == best))
+        labels.append(classes[int(best)])
+        quality.append(float(proba[i, best]) * share)
+        agreement.append(share)
+    rows = pl.DataFrame({"row_id": row_ids, "consensus_label": labels, "quality": quality,
+                         "answers": (~np.isnan(wide)).sum(axis=1), "agreement": agreement}, schema=CONSENSUS_SCHEMA)
+    index = {c: k for k, c in enumerate(classes)}
+    annotators = []
+    for j, p in enumerate(people):
+        mine = ~np.isnan(wide[:, j])
+        agree = float(np.mean([wide[i, j] == index[labels[i]] for i in np.flatnonzero(mine)]))
+        annotators.append(AnnotatorQuality(annotator=p, answered=int(mine.sum()), quality=None,
+                                           agreement_with_consensus=agree, error_estimate=1.0 - agree))
+    return ConsensusReport(rows, annotators, _mean_pairwise_kappa(wide), None, "model")
 
 
 def _mean_pairwise_kappa(wide: np.ndarray) -> float | None:

@@ -49,3 +49,9 @@ def committee_from_oof(oof: pl.DataFrame, class_names: list[str]) -> tuple[np.nd
     if len(members) < 2:
         return single, [single]
     return np.mean(members, axis=0), members
+
+
+def oof_proba_by_row(oof: pl.DataFrame, spec: DatasetSpec, class_names: list[str]) -> dict[str, np.ndarray]:
+    """Row id -> the committee's mean out-of-fold probabilities: the model's opinion the consensus weighs."""
+    mean, _ = committee_from_oof(oof, class_names)
+    return dict(zip(oof.get_column(spec.id_column).cast(pl.Utf8).to_list(), mean, strict=True))
