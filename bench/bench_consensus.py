@@ -36,7 +36,7 @@ from tasks.labels.label_issues import rank_label_issues
 from tasks.model.train import class_names, train_xgb
 
 SPEC = DatasetSpec.from_yaml(Path(__file__).resolve().parents[1] / "examples" / "churn" / "spec.yaml")
-ERROR_RATES = {"careful@sim": 0.02, "steady@sim": 0.05, "hasty@sim": 0.15}
+ERROR_RATES = {"careful": 0.02, "steady": 0.05, "hasty": 0.15}
 
 
 def _consensus(wide: np.ndarray, proba: np.ndarray, names: list[str]) -> ConsensusReport:
@@ -77,6 +77,10 @@ def simulate(truth: np.ndarray, proba: np.ndarray, seed: int, policy: AgreementP
         for i in more:
             asked[i, rng.choice(np.flatnonzero(~asked[i]))] = True
     final = np.where(asked, full, np.nan)
+    q = report.rows["quality"].to_numpy()
+    verdicts = np.array([policy.verdict(q[i], int(asked[i].sum())) for i in range(n)])
+    accepted = verdicts == Verdict.ACCEPT
+    consensus_idx = np.array([names.index(c) for c in report.rows["consensus_label"].to_list()])
     stats = {a.annotator: a for a in report.annotators}
     people = list(ERROR_RATES)
     est = [stats[p].error_estimate for p in people]
@@ -93,6 +97,9 @@ def simulate(truth: np.ndarray, proba: np.ndarray, seed: int, policy: AgreementP
             "majority_accuracy": _accuracy(get_majority_vote_label(final, proba, verbose=False), truth, names),
             "annotations_per_row": float(asked.sum() / n),
             "escalated_share": float((asked.sum(axis=1) > policy.min_annotators).mean()),
+            "accepted_share": float(accepted.mean()),  # rows whose label the policy settles
+            "accepted_accuracy": float(np.mean(consensus_idx[accepted] == truth[accepted])) if accepted.any() else 0.0,
+            "disputed_share": float((verdicts == Verdict.DISPUTED).mean()),  # still unsure at the cap: flagged
         },
         "all_three_majority_accuracy": _accuracy(get_majority_vote_label(full, proba, verbose=False), truth, names),
         "annotators": {p: {"true_error": ERROR_RATES[p], "realized_error": round(realized[j], 4),
@@ -149,6 +156,9 @@ def main() -> None:
         "all_three_majority_accuracy": mean("all_three_majority_accuracy"),
         "annotations_per_row": mean("final.annotations_per_row"),
         "escalated_share": mean("final.escalated_share"),
+        "accepted_share": mean("final.accepted_share"),
+        "accepted_accuracy": mean("final.accepted_accuracy"),
+        "disputed_share": mean("final.disputed_share"),
         "annotator_error": {p: {"true": t, "estimated": mean(f"annotators.{p}.estimated_error"),
                                 "realized": mean(f"annotators.{p}.realized_error"),
                                 "quality": mean(f"annotators.{p}.quality")} for p, t in ERROR_RATES.items()},

@@ -8,9 +8,19 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ORDER = ["bench_lakefs", "bench_validate", "bench_scale", "bench_spine", "bench_train", "bench_events",
-         "bench_burst_restart",
-         "bench_labels", "bench_ensemble", "bench_monitor"]
+ORDER = [  # one per line: benches land from parallel branches
+    "bench_lakefs",
+    "bench_validate",
+    "bench_scale",
+    "bench_spine",
+    "bench_train",
+    "bench_events",
+    "bench_burst_restart",
+    "bench_labels",
+    "bench_consensus",
+    "bench_ensemble",
+    "bench_monitor",
+]
 
 
 def main() -> int:
