@@ -52,7 +52,7 @@ def test_consensus_weighs_annotators_by_their_agreement() -> None:
     by = {a.annotator: a for a in report.annotators}
     assert by["good@x"].quality > by["fair@x"].quality > by["bad@x"].quality  # type: ignore[operator]
     assert by["good@x"].error_estimate < by["fair@x"].error_estimate < by["bad@x"].error_estimate
-    q = report.quality_of()
+    q = report.by_row()
     split = [r for r, a in answers.items() if len(set(a.values())) == 2]
     agreed = [r for r, a in answers.items() if len(set(a.values())) == 1]
     assert max(q[r][1] for r in split) < 0.8  # two answers that disagree never settle a row: ask one more
@@ -70,7 +70,7 @@ def test_one_answer_per_row_falls_back_to_the_model() -> None:
     report = crowd_consensus({"a": {"r@x": "yes"}, "b": {"r@x": "no"}}, NAMES,
                              {"a": np.array([0.1, 0.9]), "b": np.array([0.2, 0.8])})
     assert report.method == "model" and report.kappa is None
-    q = report.quality_of()
+    q = report.by_row()
     assert q["a"] == ("yes", pytest.approx(0.9)) and q["b"] == ("no", pytest.approx(0.2))
     assert crowd_consensus({}, NAMES).rows.height == 0
 

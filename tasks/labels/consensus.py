@@ -55,7 +55,7 @@ class ConsensusReport:
     model_weight: float | None  # CROWDLAB's trust in the model relative to the annotators
     method: str  # "crowdlab", or "model" when one answer per row leaves nothing to compare
 
-    def quality_of(self) -> dict[str, tuple[str, float]]:
+    def by_row(self) -> dict[str, tuple[str, float]]:
         """row id -> (consensus label, quality)."""
         return {r: (c, q) for r, c, q in self.rows.select("row_id", "consensus_label", "quality").iter_rows()}
 

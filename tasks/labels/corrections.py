@@ -123,7 +123,7 @@ def resolve(
         by_row.setdefault(a.row_id, {})[a.annotator_id] = a  # latest per annotator wins
     report = crowd_consensus({r: {a.annotator: str(a.choice) for a in answers.values() if not a.unsure}
                               for r, answers in by_row.items()}, class_names(spec), model_proba)
-    consensus = report.quality_of()
+    consensus = report.by_row()
     trusted = set(policy.trusted_reviewers)
     rows: list[dict[str, object]] = []
     res = Resolution(corrections=empty_corrections(), consensus=report)
