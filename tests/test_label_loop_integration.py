@@ -72,6 +72,18 @@ def test_review_round_closes_the_loop(loop_env: Lake) -> None:
     assert noisy_sent >= 0.5 * BUDGET, "most rows sent were truly mislabeled"
     merged = lake.commit_info(intake.merge_commit)
     assert merged.metadata["lakeloop.kind"] == "label-corrections" and len(merged.parents) == 2
+    # the round's annotator quality travels with its corrections, and is an MLflow run of its own
+    from lakeloop.adapters.mlflow_tracking import client, experiment_id
+    from tasks.labels.corrections import quality_paths
+
+    rows_path, annotators_path = quality_paths(merged.metadata["lakeloop.round"])
+    assert lake.read_frame(intake.merge_commit, annotators_path)["annotator"].to_list() == [REVIEWER]
+    assert lake.read_frame(intake.merge_commit, rows_path).height >= BUDGET
+    c = client(settings.mlflow)
+    [round_run] = c.search_runs([experiment_id(c, settings.mlflow.experiment)],
+                                "tags.`lakeloop.kind` = 'label-round'")
+    assert round_run.data.tags["lakefs.commit_id"] == intake.merge_commit
+    assert round_run.data.metrics["corrections"] == intake.corrections
 
     data, _ = dataset.training_set(lake, spec, intake.merge_commit)
     fixed = data.join(batch.truth.select(["customer_id", "true_label"]), on="customer_id")
