@@ -17,11 +17,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import polars as pl
 from pydantic import BaseModel
 
 from lakeloop.spec import DatasetSpec, FeatureType
+from tasks.data.fast_sketches import profile_polars, whylogs_pandas
 from tasks.data.whylogs_compat import (
     DatasetProfileView,
     deserialize_view,
@@ -102,39 +102,31 @@ def profiled_columns(spec: DatasetSpec) -> list[str]:
     return [f.name for f in spec.features if not f.pii] + [spec.label_column]
 
 
-def _pandas_for_profile(df: pl.DataFrame, spec: DatasetSpec) -> pd.DataFrame:
-    """Column-by-column conversion that lands on whylogs' vectorised paths (no per-value lambdas)."""
-    out: dict[str, pd.Series] = {}
+def _frame_for_profile(df: pl.DataFrame, spec: DatasetSpec) -> pl.DataFrame:
+    """The profiled columns, cast by spec type: text as strings, booleans and integers as Int64, numbers as Float64."""
+    exprs: list[pl.Expr] = []
     for name in profiled_columns(spec):
         if name not in df.columns:
             raise ValueError(f"column {name!r} of spec {spec.name!r} is missing from the frame to profile")
-        col = df.get_column(name)
         ftype = None if name == spec.label_column else spec.feature(name).type
         if ftype in (FeatureType.categorical, FeatureType.string) or name == spec.label_column:
-            # pandas `str` dtype: whylogs takes its string fast path; to_pandas is ~10x quicker than to_list
-            ser = col.cast(pl.Utf8).to_pandas().reset_index(drop=True)
-            if ser.dtype == object:  # older pandas: keep nulls as nulls, not the string "None"
-                ser = pd.Series(col.cast(pl.Utf8).to_list(), dtype="str")
-            out[name] = ser
-        elif ftype == FeatureType.boolean:
-            # whylogs' bool path runs six lambdas per value; 0/1 integers take the vectorised int path.
-            if col.null_count():
-                out[name] = pd.Series(col.cast(pl.Int64).to_list(), dtype="Int64")
-            else:
-                out[name] = pd.Series(col.cast(pl.Int64).to_numpy(), dtype="int64")
-        elif ftype == FeatureType.integer:
-            if col.null_count():
-                out[name] = pd.Series(col.cast(pl.Int64).to_list(), dtype="Int64")
-            else:
-                out[name] = pd.Series(col.cast(pl.Int64).to_numpy(), dtype="int64")
+            dtype: type[pl.DataType] = pl.Utf8
+        elif ftype in (FeatureType.boolean, FeatureType.integer):
+            # whylogs' bool path runs six lambdas per value; 0/1 integers take the vectorised int path
+            dtype = pl.Int64
         else:
-            out[name] = pd.Series(col.cast(pl.Float64).to_numpy(), dtype="float64")
-    return pd.DataFrame(out)
+            dtype = pl.Float64
+        exprs.append(pl.col(name).cast(dtype))
+    return df.select(exprs)
 
 
-def profile_frame(df: pl.DataFrame, spec: DatasetSpec, *, fast_numeric: bool = True) -> DatasetProfileView:
-    """whylogs profile of the spec's features (PII excluded) and label."""
-    return profile_pandas(_pandas_for_profile(df, spec), fast_numeric=fast_numeric)
+def profile_frame(df: pl.DataFrame, spec: DatasetSpec, *, fast: bool = True) -> DatasetProfileView:
+    """whylogs profile of the spec's features (PII excluded) and label.
+
+    `fast=False` runs `whylogs.log` itself on the same columns: the reference the fast path equals
+    (tests/test_profiling_fast.py) and the baseline of bench/bench_profile.py."""
+    frame = _frame_for_profile(df, spec)
+    return profile_polars(frame) if fast else profile_pandas(whylogs_pandas(frame), fast_numeric=False)
 
 
 def dataset_profile(

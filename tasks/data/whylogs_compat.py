@@ -18,8 +18,9 @@ Profiling speed: whylogs' pandas path runs a Python lambda per float value (an
 finite values through its *homogeneous column* schema path (a straight
 ``astype(float)`` into the KLL sketch), and the few NaN/inf values through the normal
 path, then merge the two profiles, which gives the same counts and sketches.
-Booleans are profiled as 0/1 integers (whylogs' vectorised int path). The speed-up is
-measured by ``bench/bench_spine.py``.
+Booleans are profiled as 0/1 integers (whylogs' vectorised int path). The product's
+profiles no longer take this path: ``tasks.data.fast_sketches`` feeds whylogs' metrics
+(exported here) from polars columns directly, measured by ``bench/bench_profile.py``.
 """
 
 from __future__ import annotations
@@ -38,7 +39,16 @@ if not hasattr(np, "unicode_"):  # NumPy 2: whylogs.core.datatypes still refers 
 
 import whylogs  # noqa: E402
 from whylogs.core import DatasetProfile, DatasetProfileView, DatasetSchema  # noqa: E402
-from whylogs.core.preprocessing import ColumnProperties  # noqa: E402
+from whylogs.core.metrics import Metric  # noqa: E402
+from whylogs.core.metrics.maths import (  # noqa: E402
+    VarianceM2Result,
+    parallel_variance_m2,
+    welford_online_variance_m2,
+)
+from whylogs.core.metrics.metrics import MetricConfig  # noqa: E402
+from whylogs.core.preprocessing import ColumnProperties, PreprocessedColumn  # noqa: E402
+from whylogs.core.schema import ColumnSchema  # noqa: E402
+from whylogs.core.view import ColumnProfileView  # noqa: E402
 
 
 def _import_drift_algorithms() -> types.ModuleType:
@@ -63,6 +73,17 @@ DriftThresholds = _drift_configs.DriftThresholds
 
 __all__ = [
     "DatasetProfileView",
+    # whylogs' own building blocks, for tasks.data.fast_sketches
+    "ColumnProfileView",
+    "ColumnSchema",
+    "DatasetProfile",
+    "DatasetSchema",
+    "Metric",
+    "MetricConfig",
+    "PreprocessedColumn",
+    "VarianceM2Result",
+    "parallel_variance_m2",
+    "welford_online_variance_m2",
     "ColumnScore",
     "profile_pandas",
     "serialize_view",

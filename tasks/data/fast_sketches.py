@@ -1,0 +1,307 @@
+"""whylogs profiles fed from Arrow buffers: whylogs' own metrics and sketches, a whole column at a time.
+
+``whylogs.log`` spends its time in per-value Python on the way into its sketches: an
+``isinf`` lambda per float, an ``is_number`` lambda per null, a Python list of every
+string (and a truncated copy of it) for the frequent-items and HLL sketches. Here the
+same metrics, made by whylogs' own resolver for the dtype whylogs would see, are fed
+straight from the polars column:
+
+* counts, types, null/NaN/inf counts: polars aggregates, equal to whylogs' counts by construction;
+* distribution (KLL), mean and variance, int min/max: whylogs' own ``columnar_update`` on the
+  column's non-null values as one NumPy array (what whylogs does after its lambdas);
+* cardinality (HLL): the column's distinct values in first-seen order. An HLL sketch does not
+  change on a value it has seen, so this is the very sketch whylogs builds from every row;
+* frequent items: one weighted update per distinct (truncated) value. While the column has
+  fewer distinct values than the sketch's map holds (768 with whylogs' defaults) the counts
+  are exact, like whylogs'; past that both are Misra-Gries estimates within the sketch's
+  ``maximum error`` (``epsilon * rows``).
+
+KLL sketches compact with random offsets, so no two runs (ours or whylogs') give the same
+bytes: quantiles agree within the sketch's rank error. The result is a plain
+``DatasetProfileView``; drift, pictures, merging and the protobuf cache read it unchanged.
+The reference it must equal is ``whylogs.log(pandas=whylogs_pandas(df))`` (tests/test_profiling_fast.py).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+import polars as pl
+import whylogs_sketching as ds
+
+from tasks.data.whylogs_compat import (
+    ColumnProfileView,
+    ColumnSchema,
+    DatasetProfile,
+    DatasetProfileView,
+    DatasetSchema,
+    Metric,
+    MetricConfig,
+    PreprocessedColumn,
+    VarianceM2Result,
+    parallel_variance_m2,
+    welford_online_variance_m2,
+)
+
+Kind = Literal["fractional", "integral", "string"]
+
+# a column with at most one distinct value per this many rows gets its KLL sketch from value counts
+_ROWS_PER_DISTINCT = 2048
+_INTEGERS = (pl.Int8, pl.Int16, pl.Int32, pl.Int64, pl.UInt8, pl.UInt16, pl.UInt32)
+
+
+def column_kind(dtype: pl.DataType) -> Kind | None:
+    """How whylogs sees a polars column once `whylogs_pandas` has converted it; None: not on the fast path."""
+    if dtype in (pl.Float32, pl.Float64):
+        return "fractional"
+    if dtype in _INTEGERS or dtype == pl.Boolean:  # booleans as 0/1 integers, whylogs' vectorised int path
+        return "integral"
+    if dtype in (pl.Utf8, pl.Categorical) or isinstance(dtype, pl.Enum):
+        return "string"
+    return None
+
+
+def _string_series(col: pl.Series) -> pd.Series:
+    ser = col.cast(pl.Utf8).to_pandas().reset_index(drop=True)
+    if ser.dtype == object:  # older pandas: keep nulls as nulls, not the string "None"
+        ser = pd.Series(col.cast(pl.Utf8).to_list(), dtype="str")
+    return ser
+
+
+def whylogs_pandas(df: pl.DataFrame) -> pd.DataFrame:
+    """The pandas frame whylogs is given for `df` (floats with NaN, int64 or nullable Int64, `str`).
+
+    `profile_polars(df)` equals `whylogs.log(pandas=whylogs_pandas(df))`; these conversions are the ones
+    that land on whylogs' vectorised paths (no per-value lambdas for ints, booleans as 0/1)."""
+    out: dict[str, pd.Series] = {}
+    for name in df.columns:
+        col = df.get_column(name)
+        kind = column_kind(col.dtype)
+        if kind == "string":
+            out[name] = _string_series(col)
+        elif kind == "integral":
+            ints = col.cast(pl.Int64)
+            out[name] = (pd.Series(ints.to_list(), dtype="Int64") if ints.null_count()
+                         else pd.Series(ints.to_numpy(), dtype="int64"))
+        elif kind == "fractional":
+            out[name] = pd.Series(col.cast(pl.Float64).to_numpy(), dtype="float64")
+        else:
+            out[name] = col.to_pandas().reset_index(drop=True)
+    return pd.DataFrame(out)
+
+
+# whylogs resolves a column's metrics from its pandas dtype; these are the dtypes whylogs_pandas hands it
+_STRING_PROBE = _string_series(pl.Series([None], dtype=pl.Utf8))
+_DTYPES: dict[Kind, Any] = {"fractional": np.dtype("float64"), "integral": np.dtype("int64"),
+                            "string": _STRING_PROBE.dtype}
+# pandas 3's `str` dtype stores a missing string as NaN, which whylogs also counts as a NaN
+_STRING_NULL_IS_NAN = bool(pd.api.types.is_number(_STRING_PROBE.iloc[0]))
+
+
+@functools.cache
+def _metric_types(kind: Kind) -> tuple[tuple[str, type[Metric]], ...]:
+    """The metrics whylogs' default resolver gives a column of this kind (resolving costs ~20 ms: once)."""
+    schema = DatasetSchema()
+    column = ColumnSchema(dtype=_DTYPES[kind], cfg=schema.default_configs, resolver=schema.resolvers,
+                          validators=schema.validators, type_mapper=schema.type_mapper)
+    return tuple((namespace, type(metric)) for namespace, metric in column.get_metrics("probe").items())
+
+
+def _metrics(kind: Kind, cfg: MetricConfig) -> dict[str, Metric]:
+    """Fresh (zero) metrics for a column, as whylogs' resolver makes them."""
+    return {namespace: cls.zero(cfg) for namespace, cls in _metric_types(kind)}
+
+
+def _preprocessed(n: int, nulls: int, nans: int = 0, infs: int = 0) -> PreprocessedColumn:
+    pc = PreprocessedColumn()
+    pc.len, pc.null_count, pc.nan_count, pc.inf_count = n, nulls, nans, infs
+    return pc
+
+
+def _update(metrics: dict[str, Metric], pc: PreprocessedColumn, *namespaces: str) -> None:
+    """whylogs' own vectorised update for the metrics that read only counts and NumPy arrays."""
+    for namespace in namespaces:
+        if namespace in metrics:
+            metrics[namespace].columnar_update(pc)
+
+
+def _distinct(col: pl.Series) -> tuple[list[Any], list[int]]:
+    """Distinct non-null values in first-seen order, and how often each occurs (one hash pass)."""
+    counts = col.to_frame("v").drop_nulls().group_by("v", maintain_order=True).len("n")
+    return counts.get_column("v").to_list(), counts.get_column("n").to_list()
+
+
+def _int_counts(ints: pl.Series, arr: np.ndarray, lo: int, hi: int, order_free: int) -> tuple[list[Any], list[int]]:
+    """Distinct values and counts; a bincount when the values span a small range and few of them occur.
+
+    The bincount's values come sorted, not first-seen: that gives the same HLL sketch while it holds
+    at most `order_free` values (it keeps them as a list or set until then; only its HLL mode's
+    estimator depends on the order of new values)."""
+    if hi - lo < 1 << 16:
+        counts = np.bincount(arr - lo)
+        present = np.flatnonzero(counts)
+        if len(present) <= order_free:
+            return (present + lo).tolist(), counts[present].tolist()
+    return _distinct(ints)
+
+
+def _kll_of_counts(k: int, values: list[float], weights: list[int]) -> Any:
+    """A KLL sketch of each value repeated its count times, built by merging doubling sketches.
+
+    Merged KLL sketches keep the sketch's rank-error guarantee, and a sketch of one repeated value is
+    exact, so this is the sketch of the column within KLL error, in O(distinct x log rows) merges
+    instead of one update per row."""
+    out = ds.kll_doubles_sketch(k)
+    block = 2 * k  # below this many copies direct updates are as cheap as merges
+    for value, weight in zip(values, weights, strict=True):
+        if weight % block:
+            out.update(np.full(weight % block, float(value)))
+        times = weight // block
+        if not times:
+            continue
+        power = ds.kll_doubles_sketch(k)
+        power.update(np.full(block, float(value)))
+        while True:
+            if times & 1:
+                out.merge(power)
+            times >>= 1
+            if not times:
+                break
+            doubled = ds.kll_doubles_sketch.deserialize(power.serialize())
+            doubled.merge(power)
+            power = doubled
+    return out
+
+
+def _update_distribution(metric: Metric | None, arr: np.ndarray, counts: tuple[list[Any], list[int]] | None = None
+                         ) -> None:
+    """whylogs' DistributionMetric update (KLL, then mean and M2 by the parallel algorithm), but the KLL
+    sketch is built from value counts when a column holds few distinct values."""
+    if metric is None or not len(arr):
+        return
+    kll, mean, m2 = metric.kll, metric.mean, metric.m2  # type: ignore[attr-defined]
+    first = VarianceM2Result(n=kll.value.get_n(), mean=mean.value, m2=m2.value)
+    if counts is not None and len(counts[0]) * _ROWS_PER_DISTINCT <= len(arr):
+        kll.value.merge(_kll_of_counts(kll.value.get_k(), *counts))
+    else:
+        kll.value.update(arr)
+    n = len(arr)
+    if n > 1:
+        first = parallel_variance_m2(first=first, second=VarianceM2Result(n=n, mean=arr.mean(),
+                                                                         m2=arr.var(ddof=1) * (n - 1)))
+    else:
+        first = welford_online_variance_m2(existing=first, new_value=arr[0])
+    mean.set(first.mean)
+    m2.set(first.m2)
+
+
+def _update_frequent(metric: Metric | None, values: list[Any], weights: list[int]) -> None:
+    """One weighted update per distinct value: exact counts while they fit in the sketch's map."""
+    if metric is None:
+        return
+    sketch = metric.frequent_strings.value  # type: ignore[attr-defined]
+    for value, weight in zip(values, weights, strict=True):
+        sketch.update(value, weight)
+
+
+def _fractional(col: pl.Series, metrics: dict[str, Metric], stats: dict[str, int]) -> None:
+    arr = col.cast(pl.Float64).to_numpy()  # nulls become NaN, as in the pandas column whylogs reads
+    if stats["nan"] or stats["null"]:
+        arr = arr[~np.isnan(arr)]
+    nulls = col.len() - len(arr)  # whylogs counts a pandas NaN both as null and as NaN
+    pc = _preprocessed(col.len(), nulls, nans=nulls, infs=stats["inf"])
+    pc.numpy.floats = arr
+    _update(metrics, pc, "counts", "types")
+    _update_distribution(metrics.get("distribution"), arr)
+    if "cardinality" in metrics and len(arr):
+        metrics["cardinality"].hll.value.update_np(arr)  # type: ignore[attr-defined]
+
+
+def _integral(col: pl.Series, metrics: dict[str, Metric], stats: dict[str, int], cfg: MetricConfig) -> None:
+    ints = col.cast(pl.Int64)
+    arr = (ints.drop_nulls() if stats["null"] else ints).to_numpy()
+    pc = _preprocessed(col.len(), stats["null"])
+    pc.numpy.ints = arr
+    _update(metrics, pc, "counts", "types")
+    if not len(arr):
+        return
+    lo, hi = int(arr.min()), int(arr.max())
+    if "ints" in metrics:
+        metrics["ints"].max.set(max(metrics["ints"].max.value, hi))  # type: ignore[attr-defined]
+        metrics["ints"].min.set(min(metrics["ints"].min.value, lo))  # type: ignore[attr-defined]
+    counts = _int_counts(ints, arr, lo, hi, order_free=1 << (cfg.hll_lg_k - 4))
+    _update_distribution(metrics.get("distribution"), arr, counts)
+    values, weights = counts
+    if "cardinality" in metrics:
+        # an HLL sketch is unchanged by a value it has seen: the distinct values give the very sketch
+        # whylogs builds from every row
+        metrics["cardinality"].hll.value.update_np(np.asarray(values, dtype=np.int64))  # type: ignore[attr-defined]
+    _update_frequent(metrics.get("frequent_items"), [str(v) for v in values], weights)
+
+
+def _string(col: pl.Series, metrics: dict[str, Metric], stats: dict[str, int], max_item: int) -> None:
+    nulls = stats["null"]
+    present = col.len() - nulls
+    pc = _preprocessed(col.len(), nulls, nans=nulls if _STRING_NULL_IS_NAN else 0)
+    _update(metrics, pc, "counts", "types", "distribution")
+    if "types" in metrics:
+        string = metrics["types"].string  # type: ignore[attr-defined]
+        string.set(string.value + present)
+    if not present:
+        return
+    values, weights = _distinct(col.cast(pl.Utf8))
+    if "cardinality" in metrics:
+        metrics["cardinality"].hll.value.update_str_list(values)  # type: ignore[attr-defined]
+    if any(len(v) > max_item for v in values):
+        # whylogs keeps the first `max_item` characters of a frequent item: count the cut values together
+        cut = pl.DataFrame({"v": values, "n": weights}).group_by(pl.col("v").str.slice(0, max_item),
+                                                                 maintain_order=True).agg(pl.col("n").sum())
+        values, weights = cut.get_column("v").to_list(), cut.get_column("n").to_list()
+    _update_frequent(metrics.get("frequent_items"), values, weights)
+
+
+def _column_stats(df: pl.DataFrame, kinds: dict[str, Kind]) -> dict[str, dict[str, int]]:
+    """Null, NaN and inf counts of every column in one polars pass."""
+    exprs = []
+    for name, kind in kinds.items():
+        exprs.append(pl.col(name).null_count().alias(f"{name}\0null"))
+        if kind == "fractional":
+            exprs.append(pl.col(name).is_nan().sum().alias(f"{name}\0nan"))
+            exprs.append(pl.col(name).is_infinite().sum().alias(f"{name}\0inf"))
+    row = df.select(exprs).row(0, named=True) if exprs else {}
+    out: dict[str, dict[str, int]] = {name: {"null": 0, "nan": 0, "inf": 0} for name in kinds}
+    for key, value in row.items():
+        name, stat = key.split("\0")
+        out[name][stat] = int(value or 0)
+    return out
+
+
+def profile_polars(df: pl.DataFrame) -> DatasetProfileView:
+    """whylogs profile of every column of `df`, equal to `whylogs.log(pandas=whylogs_pandas(df))`."""
+    base = DatasetProfile()
+    cfg = DatasetSchema().default_configs
+    kinds = {name: kind for name in df.columns if (kind := column_kind(df.schema[name])) is not None}
+    stats = _column_stats(df, kinds)
+    columns: dict[str, ColumnProfileView] = {}
+    for name, kind in kinds.items():
+        col = df.get_column(name)
+        metrics = _metrics(kind, cfg)
+        if kind == "fractional":
+            _fractional(col, metrics, stats[name])
+        elif kind == "integral":
+            _integral(col, metrics, stats[name], cfg)
+        else:
+            _string(col, metrics, stats[name], cfg.max_frequent_item_size)
+        columns[name] = ColumnProfileView(metrics=metrics)
+    others = [name for name in df.columns if name not in kinds]
+    if others:  # dates, lists, ...: whylogs' own path for these columns
+        rest = DatasetProfile()
+        rest.track(pandas=whylogs_pandas(df.select(others)))
+        columns.update(rest.view().get_columns())
+    view = base.view()
+    return DatasetProfileView(columns={name: columns[name] for name in df.columns if name in columns},
+                              dataset_timestamp=view.dataset_timestamp,
+                              creation_timestamp=view.creation_timestamp, metadata=view.metadata)
