@@ -158,12 +158,12 @@ def _kll_of_counts(k: int, values: list[float], weights: list[int]) -> Any:
     block = 2 * k  # below this many copies direct updates are as cheap as merges
     for value, weight in zip(values, weights, strict=True):
         if weight % block:
-            out.update(np.full(weight % block, float(value)))
+            out.update(array=np.full(weight % block, float(value)))
         times = weight // block
         if not times:
             continue
         power = ds.kll_doubles_sketch(k)
-        power.update(np.full(block, float(value)))
+        power.update(array=np.full(block, float(value)))
         while True:
             if times & 1:
                 out.merge(power)
@@ -187,7 +187,7 @@ def _update_distribution(metric: Metric | None, arr: np.ndarray, counts: tuple[l
     if counts is not None and len(counts[0]) * _ROWS_PER_DISTINCT <= len(arr):
         kll.value.merge(_kll_of_counts(kll.value.get_k(), *counts))
     else:
-        kll.value.update(arr)
+        kll.value.update(array=arr)
     n = len(arr)
     if n > 1:
         first = parallel_variance_m2(first=first, second=VarianceM2Result(n=n, mean=arr.mean(),

@@ -102,7 +102,7 @@ def profiled_columns(spec: DatasetSpec) -> list[str]:
     return [f.name for f in spec.features if not f.pii] + [spec.label_column]
 
 
-def _frame_for_profile(df: pl.DataFrame, spec: DatasetSpec) -> pl.DataFrame:
+def frame_for_profile(df: pl.DataFrame, spec: DatasetSpec) -> pl.DataFrame:
     """The profiled columns, cast by spec type: text as strings, booleans and integers as Int64, numbers as Float64."""
     exprs: list[pl.Expr] = []
     for name in profiled_columns(spec):
@@ -125,7 +125,7 @@ def profile_frame(df: pl.DataFrame, spec: DatasetSpec, *, fast: bool = True) -> 
 
     `fast=False` runs `whylogs.log` itself on the same columns: the reference the fast path equals
     (tests/test_profiling_fast.py) and the baseline of bench/bench_profile.py."""
-    frame = _frame_for_profile(df, spec)
+    frame = frame_for_profile(df, spec)
     return profile_polars(frame) if fast else profile_pandas(whylogs_pandas(frame), fast_numeric=False)
 
 
