@@ -39,6 +39,10 @@ ROWS: list[tuple[str, str]] = [
      "(goal ≤ {train.goal:.2f}×; the extra steps timed alone: {train.explained_overhead_vs_xgboost:.3f}×); "
      "with the review committee and OOF frame {train.with_committee_vs_xgboost:.2f}× "
      "(load {train.load_avg_1m:.1f} on {train.cores} cores)"),
+    ("`profile.fast_vs_whylogs` ({profile.rows:,} rows)",
+     "the churn spec's {profile.columns} profiled columns: {profile.fast_vs_whylogs:.1f}× less CPU than `whylogs.log` "
+     "({profile.fast_cpu_s:.2f} s vs {profile.whylogs_cpu_s:.2f} s, load {profile.load_avg_1m:.1f} on "
+     "{profile.cores} cores; goal ≥ {profile.goal}×)"),
     ("`events.commit_to_run_vs_bare`", "commit → flow-run median latency vs a bare `emit_event`: "
                                        "{events.commit_to_run_vs_bare:.2f}× (goal ≤ {events.goal_ratio:g}×)"),
     ("`labels.precision_at_budget`",

@@ -13,6 +13,7 @@ ORDER = [  # one per line: benches land from parallel branches
     "bench_validate",
     "bench_scale",
     "bench_spine",
+    "bench_profile",
     "bench_train",
     "bench_events",
     "bench_burst_restart",

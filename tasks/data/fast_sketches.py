@@ -128,24 +128,38 @@ def _update(metrics: dict[str, Metric], pc: PreprocessedColumn, *namespaces: str
             metrics[namespace].columnar_update(pc)
 
 
-def _distinct(col: pl.Series) -> tuple[list[Any], list[int]]:
-    """Distinct non-null values in first-seen order, and how often each occurs (one hash pass)."""
-    counts = col.to_frame("v").drop_nulls().group_by("v", maintain_order=True).len("n")
-    return counts.get_column("v").to_list(), counts.get_column("n").to_list()
+Counts = tuple[pl.Series, pl.Series]  # distinct values, and how often each occurs
 
 
-def _int_counts(ints: pl.Series, arr: np.ndarray, lo: int, hi: int, order_free: int) -> tuple[list[Any], list[int]]:
-    """Distinct values and counts; a bincount when the values span a small range and few of them occur.
+def _distinct(col: pl.Series, order_free: int) -> tuple[Counts, pl.Series]:
+    """Counts of the distinct non-null values, and those values in an order that gives whylogs' HLL sketch.
 
-    The bincount's values come sorted, not first-seen: that gives the same HLL sketch while it holds
-    at most `order_free` values (it keeps them as a list or set until then; only its HLL mode's
-    estimator depends on the order of new values)."""
+    An HLL sketch is unchanged by a value it has seen, so the distinct values in first-seen order give
+    the very sketch whylogs builds from every row. While it holds at most `order_free` values the
+    sketch keeps them as a list or set, where order does not matter either (only its HLL mode's
+    estimator depends on the order of new values): then the counts' own order does."""
+    values = col.drop_nulls() if col.null_count() else col
+    counts = values.alias("v").value_counts(name="n")
+    distinct = counts.get_column("v")
+    return (distinct, counts.get_column("n")), (
+        distinct if distinct.len() <= order_free else values.unique(maintain_order=True))
+
+
+def _int_counts(ints: pl.Series, arr: np.ndarray, lo: int, hi: int, order_free: int) -> tuple[Counts, pl.Series]:
+    """`_distinct`, by a bincount when the values span a small range and few of them occur."""
     if hi - lo < 1 << 16:
         counts = np.bincount(arr - lo)
         present = np.flatnonzero(counts)
         if len(present) <= order_free:
-            return (present + lo).tolist(), counts[present].tolist()
-    return _distinct(ints)
+            distinct = pl.Series("v", present + lo, dtype=pl.Int64)
+            return (distinct, pl.Series("n", counts[present])), distinct
+    return _distinct(ints, order_free)
+
+
+def _order_free(cfg: MetricConfig) -> int:
+    """How many distinct values an HLL sketch of `cfg` surely keeps as a list or set: 2^(lg_k-4), 256 at
+    whylogs' lg_k=12 (datasketches turns to HLL mode at 3/4 of 2^(lg_k-3), 384)."""
+    return 1 << (cfg.hll_lg_k - 4)
 
 
 def _kll_of_counts(k: int, values: list[float], weights: list[int]) -> Any:
@@ -176,43 +190,60 @@ def _kll_of_counts(k: int, values: list[float], weights: list[int]) -> Any:
     return out
 
 
-def _update_distribution(metric: Metric | None, arr: np.ndarray, counts: tuple[list[Any], list[int]] | None = None
+def _update_distribution(metric: Metric | None, arr: np.ndarray, counts: Counts | None = None
                          ) -> None:
     """whylogs' DistributionMetric update (KLL, then mean and M2 by the parallel algorithm), but the KLL
-    sketch is built from value counts when a column holds few distinct values."""
+    sketch, mean and M2 come from value counts when an integer column holds few distinct values."""
     if metric is None or not len(arr):
         return
     kll, mean, m2 = metric.kll, metric.mean, metric.m2  # type: ignore[attr-defined]
     first = VarianceM2Result(n=kll.value.get_n(), mean=mean.value, m2=m2.value)
-    if counts is not None and len(counts[0]) * _ROWS_PER_DISTINCT <= len(arr):
-        kll.value.merge(_kll_of_counts(kll.value.get_k(), *counts))
+    n = len(arr)
+    if counts is not None and counts[0].len() * _ROWS_PER_DISTINCT <= n:
+        values, weights = counts[0].to_list(), counts[1].to_list()
+        kll.value.merge(_kll_of_counts(kll.value.get_k(), values, weights))
+        # integer sums, exact: the mean is NumPy's (exact below 2^53), M2 within rounding of it
+        total = sum(v * w for v, w in zip(values, weights, strict=True))
+        squares = sum(v * v * w for v, w in zip(values, weights, strict=True))
+        second = VarianceM2Result(n=n, mean=total / n, m2=(n * squares - total * total) / n)
     else:
         kll.value.update(array=arr)
-    n = len(arr)
+        second = VarianceM2Result(n=n, mean=arr.mean(), m2=arr.var(ddof=1) * (n - 1) if n > 1 else 0.0)
     if n > 1:
-        first = parallel_variance_m2(first=first, second=VarianceM2Result(n=n, mean=arr.mean(),
-                                                                         m2=arr.var(ddof=1) * (n - 1)))
+        first = parallel_variance_m2(first=first, second=second)
     else:
         first = welford_online_variance_m2(existing=first, new_value=arr[0])
     mean.set(first.mean)
     m2.set(first.m2)
 
 
-def _update_frequent(metric: Metric | None, values: list[Any], weights: list[int]) -> None:
-    """One weighted update per distinct value: exact counts while they fit in the sketch's map."""
+def _update_frequent(metric: Metric | None, counts: Counts) -> None:
+    """One weighted update per repeated value (exact counts while they fit in the sketch's map), and
+    the values seen once in one bulk update, as whylogs feeds them."""
     if metric is None:
         return
     sketch = metric.frequent_strings.value  # type: ignore[attr-defined]
-    for value, weight in zip(values, weights, strict=True):
+    values, weights = counts
+    once = weights == 1
+    repeated = values.filter(~once)
+    texts = repeated.to_list() if values.dtype == pl.Utf8 else [str(v) for v in repeated.to_list()]
+    for value, weight in zip(texts, weights.filter(~once).to_list(), strict=True):
         sketch.update(value, weight)
+    single = values.filter(once)
+    if single.len():
+        if values.dtype == pl.Utf8:
+            sketch.update_str_list(single.to_list())
+        else:
+            sketch.update_np(single.to_numpy())
 
 
-def _fractional(col: pl.Series, metrics: dict[str, Metric], stats: dict[str, int]) -> None:
+def _fractional(col: pl.Series, metrics: dict[str, Metric]) -> None:
     arr = col.cast(pl.Float64).to_numpy()  # nulls become NaN, as in the pandas column whylogs reads
-    if stats["nan"] or stats["null"]:
-        arr = arr[~np.isnan(arr)]
+    missing = np.isnan(arr)
+    if missing.any():
+        arr = arr[~missing]
     nulls = col.len() - len(arr)  # whylogs counts a pandas NaN both as null and as NaN
-    pc = _preprocessed(col.len(), nulls, nans=nulls, infs=stats["inf"])
+    pc = _preprocessed(col.len(), nulls, nans=nulls, infs=int(np.isinf(arr).sum()))
     pc.numpy.floats = arr
     _update(metrics, pc, "counts", "types")
     _update_distribution(metrics.get("distribution"), arr)
@@ -220,10 +251,10 @@ def _fractional(col: pl.Series, metrics: dict[str, Metric], stats: dict[str, int
         metrics["cardinality"].hll.value.update_np(arr)  # type: ignore[attr-defined]
 
 
-def _integral(col: pl.Series, metrics: dict[str, Metric], stats: dict[str, int], cfg: MetricConfig) -> None:
+def _integral(col: pl.Series, metrics: dict[str, Metric], cfg: MetricConfig) -> None:
     ints = col.cast(pl.Int64)
-    arr = (ints.drop_nulls() if stats["null"] else ints).to_numpy()
-    pc = _preprocessed(col.len(), stats["null"])
+    arr = (ints.drop_nulls() if ints.null_count() else ints).to_numpy()
+    pc = _preprocessed(col.len(), ints.null_count())
     pc.numpy.ints = arr
     _update(metrics, pc, "counts", "types")
     if not len(arr):
@@ -232,18 +263,15 @@ def _integral(col: pl.Series, metrics: dict[str, Metric], stats: dict[str, int],
     if "ints" in metrics:
         metrics["ints"].max.set(max(metrics["ints"].max.value, hi))  # type: ignore[attr-defined]
         metrics["ints"].min.set(min(metrics["ints"].min.value, lo))  # type: ignore[attr-defined]
-    counts = _int_counts(ints, arr, lo, hi, order_free=1 << (cfg.hll_lg_k - 4))
+    counts, hll_feed = _int_counts(ints, arr, lo, hi, _order_free(cfg))
     _update_distribution(metrics.get("distribution"), arr, counts)
-    values, weights = counts
     if "cardinality" in metrics:
-        # an HLL sketch is unchanged by a value it has seen: the distinct values give the very sketch
-        # whylogs builds from every row
-        metrics["cardinality"].hll.value.update_np(np.asarray(values, dtype=np.int64))  # type: ignore[attr-defined]
-    _update_frequent(metrics.get("frequent_items"), [str(v) for v in values], weights)
+        metrics["cardinality"].hll.value.update_np(hll_feed.to_numpy())  # type: ignore[attr-defined]
+    _update_frequent(metrics.get("frequent_items"), counts)
 
 
-def _string(col: pl.Series, metrics: dict[str, Metric], stats: dict[str, int], max_item: int) -> None:
-    nulls = stats["null"]
+def _string(col: pl.Series, metrics: dict[str, Metric], cfg: MetricConfig) -> None:
+    nulls = col.null_count()
     present = col.len() - nulls
     pc = _preprocessed(col.len(), nulls, nans=nulls if _STRING_NULL_IS_NAN else 0)
     _update(metrics, pc, "counts", "types", "distribution")
@@ -252,31 +280,16 @@ def _string(col: pl.Series, metrics: dict[str, Metric], stats: dict[str, int], m
         string.set(string.value + present)
     if not present:
         return
-    values, weights = _distinct(col.cast(pl.Utf8))
+    (values, weights), hll_feed = _distinct(col.cast(pl.Utf8), _order_free(cfg))
     if "cardinality" in metrics:
-        metrics["cardinality"].hll.value.update_str_list(values)  # type: ignore[attr-defined]
-    if any(len(v) > max_item for v in values):
+        metrics["cardinality"].hll.value.update_str_list(hll_feed.to_list())  # type: ignore[attr-defined]
+    max_item = cfg.max_frequent_item_size
+    if (values.str.len_chars().max() or 0) > max_item:  # type: ignore[operator]
         # whylogs keeps the first `max_item` characters of a frequent item: count the cut values together
         cut = pl.DataFrame({"v": values, "n": weights}).group_by(pl.col("v").str.slice(0, max_item),
                                                                  maintain_order=True).agg(pl.col("n").sum())
-        values, weights = cut.get_column("v").to_list(), cut.get_column("n").to_list()
-    _update_frequent(metrics.get("frequent_items"), values, weights)
-
-
-def _column_stats(df: pl.DataFrame, kinds: dict[str, Kind]) -> dict[str, dict[str, int]]:
-    """Null, NaN and inf counts of every column in one polars pass."""
-    exprs = []
-    for name, kind in kinds.items():
-        exprs.append(pl.col(name).null_count().alias(f"{name}\0null"))
-        if kind == "fractional":
-            exprs.append(pl.col(name).is_nan().sum().alias(f"{name}\0nan"))
-            exprs.append(pl.col(name).is_infinite().sum().alias(f"{name}\0inf"))
-    row = df.select(exprs).row(0, named=True) if exprs else {}
-    out: dict[str, dict[str, int]] = {name: {"null": 0, "nan": 0, "inf": 0} for name in kinds}
-    for key, value in row.items():
-        name, stat = key.split("\0")
-        out[name][stat] = int(value or 0)
-    return out
+        values, weights = cut.get_column("v"), cut.get_column("n")
+    _update_frequent(metrics.get("frequent_items"), (values, weights))
 
 
 def profile_polars(df: pl.DataFrame) -> DatasetProfileView:
@@ -284,17 +297,16 @@ def profile_polars(df: pl.DataFrame) -> DatasetProfileView:
     base = DatasetProfile()
     cfg = DatasetSchema().default_configs
     kinds = {name: kind for name in df.columns if (kind := column_kind(df.schema[name])) is not None}
-    stats = _column_stats(df, kinds)
     columns: dict[str, ColumnProfileView] = {}
     for name, kind in kinds.items():
         col = df.get_column(name)
         metrics = _metrics(kind, cfg)
         if kind == "fractional":
-            _fractional(col, metrics, stats[name])
+            _fractional(col, metrics)
         elif kind == "integral":
-            _integral(col, metrics, stats[name], cfg)
+            _integral(col, metrics, cfg)
         else:
-            _string(col, metrics, stats[name], cfg.max_frequent_item_size)
+            _string(col, metrics, cfg)
         columns[name] = ColumnProfileView(metrics=metrics)
     others = [name for name in df.columns if name not in kinds]
     if others:  # dates, lists, ...: whylogs' own path for these columns
