@@ -141,6 +141,7 @@ def awkward_frame(n: int, seed: int) -> pl.DataFrame:
     return pl.DataFrame({
         "float": pl.Series(floats).set(pl.Series(float_nulls), None),
         "float32": pl.Series(rng.normal(size=n), dtype=pl.Float32),
+        "float_levels": pl.Series(np.round(rng.normal(size=n), 1)),  # few values: KLL fed sorted
         "int_huge": pl.Series(ints).set(pl.Series(rng.random(n) < 0.02), None),
         "int_small": pl.Series(rng.integers(0, 4, n), dtype=pl.Int32),  # KLL from counts (>= 2048 rows a value)
         "int_wide": pl.Series(rng.integers(0, 5_000, n), dtype=pl.UInt16),  # bincount, HLL needs first-seen order
