@@ -26,7 +26,7 @@ browser:  ## headless Chromium for the browser test: Debian's package (Playwrigh
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends chromium; }
 
 test: setup browser  ## unit + integration tests against real servers started by fixtures
-	$(BIN)/pytest -q -m "not slow" --timeout 900
+	$(BIN)/pytest -q -m "not slow" --timeout 900 --durations=30
 
 test-fast: $(STAMP)  ## unit tests only
 	$(BIN)/pytest -q -m "not integration and not slow"
