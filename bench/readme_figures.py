@@ -52,19 +52,19 @@ ROWS: list[tuple[str, str]] = [
     ("`labels.auc_gap_to_clean`", "{labels.auc_gap_to_clean:.4f} after one round "
                                   "({labels.auc_gap_to_clean_before:.4f} before)"),
     ("`labels.consensus_vs_majority`",
-     "consensus (CROWDLAB) {labels.consensus_vs_majority.consensus_accuracy:.3f} vs majority vote "
-     "{labels.consensus_vs_majority.majority_accuracy:.3f} on the same two answers per row "
-     "({labels.consensus_vs_majority.consensus_minus_majority:+.3f}); after the policy's third answer for "
-     "{labels.consensus_vs_majority.escalated_share:.0%} of rows, consensus "
-     "{labels.consensus_vs_majority.final_consensus_accuracy:.3f} and majority "
-     "{labels.consensus_vs_majority.final_majority_accuracy:.3f}, "
-     "{labels.consensus_vs_majority.accepted_share:.0%} of rows accepted at "
-     "{labels.consensus_vs_majority.accepted_accuracy:.3f}; "
+     "consensus (CROWDLAB) {labels.consensus.consensus_accuracy:.3f} vs majority vote "
+     "{labels.consensus.majority_accuracy:.3f} on the same two answers per row "
+     "({labels.consensus.consensus_minus_majority:+.3f}); after the policy's third answer for "
+     "{labels.consensus.escalated_share:.0%} of rows, consensus "
+     "{labels.consensus.final_consensus_accuracy:.3f} and majority "
+     "{labels.consensus.final_majority_accuracy:.3f}, "
+     "{labels.consensus.accepted_share:.0%} of rows accepted at "
+     "{labels.consensus.accepted_accuracy:.3f}; "
      "annotators erring 2%/5%/15% estimated at "
-     "{labels.consensus_vs_majority.annotator_error.careful.estimated:.3f}/"
-     "{labels.consensus_vs_majority.annotator_error.steady.estimated:.3f}/"
-     "{labels.consensus_vs_majority.annotator_error.hasty.estimated:.3f} "
-     "(worst gap over seeds {labels.consensus_vs_majority.max_abs_error_gap:.3f}, goal ≤ 0.04)"),
+     "{labels.consensus.annotator_error.careful.estimated:.3f}/"
+     "{labels.consensus.annotator_error.steady.estimated:.3f}/"
+     "{labels.consensus.annotator_error.hasty.estimated:.3f} "
+     "(worst gap over seeds {labels.consensus.max_abs_error_gap:.3f}, goal ≤ 0.04)"),
     ("`ensemble.pyfunc_overhead`", "{ensemble.pyfunc_overhead:+.0%} CPU vs raw member predicts "
                                    "(goal ≤ {ensemble.goal_overhead:.0%})"),
     ("`monitor.false_alarm_rate`, `monitor.detection_rate`",
