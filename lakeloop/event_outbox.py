@@ -9,8 +9,9 @@ A replay re-sends the same id, so Prefect's trigger service, which skips an even
 it has already seen, does not start a second run if the first send did arrive.
 
 Two senders at once (a flow and the bridge) do not send the same events: a sender
-*claims* the oldest pending events for a lease (SQLite `BEGIN IMMEDIATE`, so it holds
-across processes), and marks them sent and claims the next ones in one transaction,
+*claims* the oldest pending events for a lease (in a write transaction that one sender
+at a time passes: SQLite `BEGIN IMMEDIATE`, a PostgreSQL advisory lock, so it holds
+across processes and hosts), and marks them sent and claims the next ones in one transaction,
 so an event enqueued while another process holds the queue is sent by that process.
 A sender that died mid-send loses its claim when the lease expires.
 """
@@ -20,19 +21,18 @@ from __future__ import annotations
 import json
 import logging
 import os
-import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
 from prefect.events import Event
 
-from lakeloop.sqlite_table import SqliteTable
+from lakeloop.state_db import StateTable, state_target
 
 log = logging.getLogger("lakeloop.event_outbox")
 
@@ -65,7 +65,7 @@ class ReplayReport:
     busy: bool = False  # another live sender holds the oldest pending events (it sends the rest)
 
 
-class EventOutbox(SqliteTable):
+class EventOutbox(StateTable):
     schema = (
         "CREATE TABLE IF NOT EXISTS events ("
         " seq INTEGER PRIMARY KEY AUTOINCREMENT,"
@@ -77,48 +77,44 @@ class EventOutbox(SqliteTable):
         " last_error TEXT,"
         " sent_at REAL,"
         " claimed_by TEXT,"
-        " claimed_until REAL)"
+        " claimed_until REAL)",
+        "CREATE INDEX IF NOT EXISTS events_pending ON events (sent_at, seq)",
     )
+    filename = OUTBOX_FILE
 
-    def __init__(self, path: Path, *, lease_seconds: float = DEFAULT_LEASE_SECONDS,
+    def __init__(self, path: Path | str, *, lease_seconds: float = DEFAULT_LEASE_SECONDS,
                  batch_size: int = DEFAULT_BATCH) -> None:
         super().__init__(path)
         self.lease_seconds = lease_seconds
         self.batch_size = batch_size
-        with self._conn() as c:
-            c.execute("CREATE INDEX IF NOT EXISTS events_pending ON events (sent_at, seq)")
 
     @classmethod
     def at(cls, state_dir: Path, **kwargs: Any) -> EventOutbox:
         """The stack's outbox under `state_dir` (shared by the flows and the bridge)."""
-        return cls(Path(state_dir) / OUTBOX_FILE, **kwargs)
-
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction taken up front, so a read-then-claim is atomic across processes."""
-        with self._conn() as c:
-            c.execute("BEGIN IMMEDIATE")
-            yield c
+        return cls(state_target(state_dir, OUTBOX_FILE), **kwargs)
 
     # ---- writing -----------------------------------------------------------
     def enqueue(self, event: Event) -> bool:
         """Store `event` as pending; False if an event with its id is already here (kept as it is)."""
         body = event.model_dump(mode="json")
-        with self._conn() as c:
-            cur = c.execute("INSERT OR IGNORE INTO events (id, name, body, created_at) VALUES (?, ?, ?, ?)",
-                            (str(event.id), event.event, json.dumps(body, sort_keys=True), time.time()))
+        with self.db.write() as c:
+            cur = c.execute(sa.text("INSERT INTO events (id, name, body, created_at) "
+                                    "VALUES (:id, :name, :body, :now) ON CONFLICT (id) DO NOTHING"),
+                            {"id": str(event.id), "name": event.event, "body": json.dumps(body, sort_keys=True),
+                             "now": time.time()})
             return cur.rowcount == 1
 
     def _claim(self, owner: str, done: list[str] | None = None) -> list[OutboxEntry]:
         """Mark `done` sent, then claim the oldest pending events (none if a live sender holds the oldest)."""
         now = time.time()
-        with self._tx() as c:
+        with self.db.write() as c:
+            self.db.serialize(c, "event-outbox")  # one claimer at a time, as SQLite's one writer
             if done:
-                c.executemany("UPDATE events SET sent_at = ?, last_error = NULL, claimed_by = NULL, "
-                              "claimed_until = NULL WHERE id = ?", [(now, i) for i in done])
-            rows = c.execute(
+                c.execute(sa.text("UPDATE events SET sent_at = :now, last_error = NULL, claimed_by = NULL, "
+                                  "claimed_until = NULL WHERE id = :id"), [{"now": now, "id": i} for i in done])
+            rows = c.execute(sa.text(
                 f"SELECT {_COLUMNS}, claimed_by, claimed_until FROM events WHERE sent_at IS NULL "
-                "ORDER BY seq LIMIT ?", (self.batch_size,)).fetchall()
+                "ORDER BY seq LIMIT :n"), {"n": self.batch_size}).fetchall()
             taken: list[OutboxEntry] = []
             for row in rows:
                 by, until = row[-2], row[-1]
@@ -126,14 +122,16 @@ class EventOutbox(SqliteTable):
                     break  # a live sender has it: never send past (or beside) it
                 taken.append(_entry(row[:-2]))
             if taken:
-                c.executemany("UPDATE events SET claimed_by = ?, claimed_until = ?, attempts = attempts + 1 "
-                              "WHERE id = ?", [(owner, now + self.lease_seconds, e.id) for e in taken])
+                c.execute(sa.text("UPDATE events SET claimed_by = :owner, claimed_until = :until, "
+                                  "attempts = attempts + 1 WHERE id = :id"),
+                          [{"owner": owner, "until": now + self.lease_seconds, "id": e.id} for e in taken])
         return [replace(e, attempts=e.attempts + 1) for e in taken]
 
     def _failed(self, owner: str, ids: list[str], error: str) -> None:
-        with self._conn() as c:
-            c.executemany("UPDATE events SET last_error = ?, claimed_by = NULL, claimed_until = NULL "
-                          "WHERE id = ? AND claimed_by = ?", [(error[:2000], i, owner) for i in ids])
+        with self.db.write() as c:
+            c.execute(sa.text("UPDATE events SET last_error = :error, claimed_by = NULL, claimed_until = NULL "
+                              "WHERE id = :id AND claimed_by = :owner"),
+                      [{"error": error[:2000], "id": i, "owner": owner} for i in ids])
 
     def replay(self, sender: Sender, *, owner: str | None = None) -> ReplayReport:
         """Send pending events oldest first, in batches, until none is left or a send fails.
@@ -159,38 +157,38 @@ class EventOutbox(SqliteTable):
 
     def prune(self, older_than_s: float = 7 * 86400.0) -> int:
         """Forget events sent more than `older_than_s` ago; pending ones are never dropped."""
-        with self._conn() as c:
-            return c.execute("DELETE FROM events WHERE sent_at IS NOT NULL AND sent_at < ?",
-                             (time.time() - older_than_s,)).rowcount
+        with self.db.write() as c:
+            return c.execute(sa.text("DELETE FROM events WHERE sent_at IS NOT NULL AND sent_at < :t"),
+                             {"t": time.time() - older_than_s}).rowcount
 
     # ---- reading -----------------------------------------------------------
-    def pending(self) -> list[OutboxEntry]:
-        """Unsent events, oldest first."""
-        with self._conn() as c:
-            rows = c.execute(f"SELECT {_COLUMNS} FROM events WHERE sent_at IS NULL ORDER BY seq").fetchall()
+    def _rows(self, where: str = "", params: dict[str, Any] | None = None) -> list[OutboxEntry]:
+        with self.db.read() as c:
+            rows = c.execute(sa.text(f"SELECT {_COLUMNS} FROM events {where} ORDER BY seq"), params or {}).fetchall()
         return [_entry(r) for r in rows]
 
+    def pending(self) -> list[OutboxEntry]:
+        """Unsent events, oldest first."""
+        return self._rows("WHERE sent_at IS NULL")
+
     def get(self, event_id: uuid.UUID | str) -> OutboxEntry | None:
-        with self._conn() as c:
-            row = c.execute(f"SELECT {_COLUMNS} FROM events WHERE id = ?", (str(event_id),)).fetchone()
-        return _entry(row) if row else None
+        found = self._rows("WHERE id = :id", {"id": str(event_id)})
+        return found[0] if found else None
 
     def entries(self) -> list[OutboxEntry]:
         """Every stored event (sent or not), oldest first."""
-        with self._conn() as c:
-            rows = c.execute(f"SELECT {_COLUMNS} FROM events ORDER BY seq").fetchall()
-        return [_entry(r) for r in rows]
+        return self._rows()
 
     def counts(self) -> dict[str, int]:
-        with self._conn() as c:
-            sent, pending = c.execute("SELECT COUNT(sent_at), COUNT(*) - COUNT(sent_at) FROM events").fetchone()
+        with self.db.read() as c:
+            sent, pending = c.execute(sa.text("SELECT COUNT(sent_at), COUNT(*) - COUNT(sent_at) FROM events")).one()
         return {"sent": int(sent), "pending": int(pending)}
 
 
 _COLUMNS = "seq, id, name, body, created_at, attempts, last_error, sent_at"
 
 
-def _entry(row: tuple[Any, ...]) -> OutboxEntry:
+def _entry(row: Sequence[Any]) -> OutboxEntry:
     seq, id_, name, body, created_at, attempts, last_error, sent_at = row
     return OutboxEntry(seq=int(seq), id=str(id_), name=str(name), body=json.loads(body),
                        created_at=float(created_at), attempts=int(attempts),

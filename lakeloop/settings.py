@@ -248,6 +248,11 @@ class Settings(BaseSettings):
     home: Path = Field(default=ROOT / ".lakeloop" if IN_CHECKOUT else Path.home() / ".lakeloop",
                        description="State, logs and server data of the local stack.")
     spec_path: Path = shipped("examples/churn/spec.yaml")
+    state_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of lakeloop's own state (delivery ledger, retrain claims, outboxes, label "
+                    "ledgers), e.g. postgresql+psycopg://user@host/prefect to share it across bridge and worker "
+                    "hosts (tables in the `lakeloop` schema); unset: one SQLite file per store under state_dir.")
     lakefs: LakeFSSettings = Field(default_factory=LakeFSSettings)
     mlflow: MLflowSettings = Field(default_factory=MLflowSettings)
     prefect: PrefectSettings = Field(default_factory=PrefectSettings)

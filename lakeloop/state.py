@@ -1,8 +1,10 @@
 """Durable ledger of processed deliveries (lakeFS commits, Label Studio annotations).
 
 The bridge and the reconciler both hand work to Prefect; the ledger is the one
-place that decides who does. A delivery is *claimed* atomically (SQLite
-`BEGIN IMMEDIATE`, so it also holds across processes), emitted, then marked
+place that decides who does. A delivery is *claimed* atomically (its row is
+inserted `ON CONFLICT DO NOTHING`, or read `FOR UPDATE` to take over an expired
+lease: a SQLite write transaction or a PostgreSQL row lock, so it holds across
+processes, and across hosts sharing `LAKELOOP_STATE_URL`), emitted, then marked
 *done*. If the emit fails the claim is released, and a claim whose owner died
 expires after its lease, so a crash never turns into a lost or a doubled event.
 """
@@ -10,20 +12,25 @@ expires after its lease, so a crash never turns into a lost or a doubled event.
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
 from lakeloop.settings import get_settings
-from lakeloop.sqlite_table import ThreadConnections, immediate
+from lakeloop.state_db import StateDB, state_target
 
 DEFAULT_LEASE_SECONDS = 120.0
 
-_SCHEMA = """
+LEDGER_FILE = "ledger.sqlite3"
+
+_SCHEMA = ("""
 CREATE TABLE IF NOT EXISTS deliveries (
     key        TEXT PRIMARY KEY,
     kind       TEXT NOT NULL,
@@ -33,16 +40,17 @@ CREATE TABLE IF NOT EXISTS deliveries (
     done_at    REAL,
     seq        INTEGER,
     detail     TEXT NOT NULL DEFAULT '{}'
-);
+)""", """
 CREATE TABLE IF NOT EXISTS baselines (
     scope      TEXT PRIMARY KEY,
     since      REAL NOT NULL
-);
+)""", """
 CREATE TABLE IF NOT EXISTS counters (
     name       TEXT PRIMARY KEY,
     value      INTEGER NOT NULL
-);
-"""
+)""")
+
+_ROW = "SELECT key, kind, state, owner, claimed_at, done_at, seq, detail FROM deliveries"
 
 
 class LeaseLost(RuntimeError):
@@ -83,54 +91,60 @@ class Delivery:
 
 
 class Ledger:
-    """SQLite-backed processed-delivery ledger, safe across threads and processes."""
+    """Processed-delivery ledger, safe across threads, processes and (on a shared database) hosts.
 
-    def __init__(self, path: Path, lease_seconds: float = DEFAULT_LEASE_SECONDS) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+    `path`: its SQLite file, or a SQLAlchemy URL (`Ledger.at` picks `LAKELOOP_STATE_URL` when set).
+    """
+
+    def __init__(self, path: Path | str, lease_seconds: float = DEFAULT_LEASE_SECONDS) -> None:
+        self.path = path if isinstance(path, str) and "://" in path else Path(path)
         self.lease_seconds = lease_seconds
-        self._db = ThreadConnections(self.path)
-        self._conn().executescript(_SCHEMA)  # idempotent DDL; executescript manages its own transaction
+        self._db = StateDB(self.path)
+        self._db.create(*_SCHEMA)
 
     @classmethod
     def at(cls, state_dir: Path, lease_seconds: float = DEFAULT_LEASE_SECONDS) -> Ledger:
         """The stack's ledger under `state_dir` (shared by the bridge, the reconciler and the flows)."""
-        return cls(Path(state_dir) / "ledger.sqlite3", lease_seconds)
+        return cls(state_target(state_dir, LEDGER_FILE), lease_seconds)
 
     @classmethod
     def default(cls) -> Ledger:
         return cls.at(get_settings().state_dir)
 
-    # ---- connection handling ---------------------------------------------
-    def _conn(self) -> sqlite3.Connection:
-        return self._db.get()
-
-    def _tx(self) -> AbstractContextManager[sqlite3.Connection]:
-        return immediate(self._conn())
-
     def close(self) -> None:
-        """Close this thread's connection."""
-        self._db.close()
+        """Give back pooled connections (the next call opens new ones)."""
+        self._db.engine.dispose()
+
+    def _one(self, sql: str, params: dict[str, Any]) -> Sequence[Any] | None:
+        with self._db.read() as c:
+            return c.execute(sa.text(sql), params).fetchone()
+
+    def _all(self, sql: str, params: dict[str, Any]) -> Sequence[Sequence[Any]]:
+        with self._db.read() as c:
+            return c.execute(sa.text(sql), params).fetchall()
 
     # ---- claims ----------------------------------------------------------
     def claim(self, key: str, kind: str, owner: str, detail: dict[str, str] | None = None) -> bool:
         """Take `key` for processing; False if it is done, skipped, or claimed by a live owner."""
         now = time.time()
-        with self._tx() as db:
-            row = db.execute("SELECT state, claimed_at FROM deliveries WHERE key = ?", (key,)).fetchone()
-            if row is None:
-                db.execute(
+        with self._db.write() as db:
+            for _ in range(2):  # a second pass when the holder released the key between the two statements
+                inserted = db.execute(sa.text(
                     "INSERT INTO deliveries (key, kind, state, owner, claimed_at, detail) "
-                    "VALUES (?, ?, 'claimed', ?, ?, ?)",
-                    (key, kind, owner, now, json.dumps(detail or {}, sort_keys=True)),
-                )
-                return True
-            state, claimed_at = row
-            if state == "claimed" and now - claimed_at > self.lease_seconds:
-                db.execute(
-                    "UPDATE deliveries SET owner = ?, claimed_at = ? WHERE key = ?", (owner, now, key)
-                )
-                return True
+                    "VALUES (:key, :kind, 'claimed', :owner, :now, :detail) ON CONFLICT (key) DO NOTHING"),
+                    {"key": key, "kind": kind, "owner": owner, "now": now,
+                     "detail": json.dumps(detail or {}, sort_keys=True)})
+                if inserted.rowcount == 1:
+                    return True
+                row = db.execute(sa.text("SELECT state, claimed_at FROM deliveries WHERE key = :key"
+                                         + self._db.for_update), {"key": key}).fetchone()
+                if row is None:
+                    continue
+                if row[0] == "claimed" and now - row[1] > self.lease_seconds:
+                    db.execute(sa.text("UPDATE deliveries SET owner = :owner, claimed_at = :now WHERE key = :key"),
+                               {"owner": owner, "now": now, "key": key})
+                    return True
+                return False
             return False
 
     def complete(self, key: str, owner: str, detail: dict[str, str] | None = None) -> None:
@@ -139,33 +153,34 @@ class Ledger:
         Raises `LeaseLost` when `owner` no longer holds the claim, so the run that lost its
         lease cannot report as done the work another owner has taken over.
         """
-        with self._tx() as db:
-            row = db.execute("SELECT state, owner FROM deliveries WHERE key = ?", (key,)).fetchone()
+        with self._db.write() as db:
+            row = db.execute(sa.text("SELECT state, owner FROM deliveries WHERE key = :key" + self._db.for_update),
+                             {"key": key}).fetchone()
             if row is None:
                 raise KeyError(f"ledger: {key!r} was never claimed")
             if row[0] != "claimed" or row[1] != owner:
                 raise LeaseLost(key, owner, row[1] if row[0] == "claimed" else None)
-            seq = self._next_seq(db)
-            db.execute(
-                "UPDATE deliveries SET state = 'done', done_at = ?, seq = ?, "
-                "detail = COALESCE(?, detail) WHERE key = ?",
-                (time.time(), seq, json.dumps(detail, sort_keys=True) if detail else None, key),
-            )
+            db.execute(sa.text(
+                "UPDATE deliveries SET state = 'done', done_at = :now, seq = :seq, "
+                "detail = COALESCE(:detail, detail) WHERE key = :key"),
+                {"now": time.time(), "seq": _next_seq(db), "key": key,
+                 "detail": json.dumps(detail, sort_keys=True) if detail else None})
 
     def skip(self, key: str, kind: str, owner: str, reason: str) -> bool:
         """Record `key` as deliberately not processed (e.g. lakeloop's own actions commits)."""
-        with self._tx() as db:
-            cur = db.execute(
-                "INSERT OR IGNORE INTO deliveries (key, kind, state, owner, claimed_at, done_at, detail) "
-                "VALUES (?, ?, 'skipped', ?, ?, ?, ?)",
-                (key, kind, owner, time.time(), time.time(), json.dumps({"reason": reason})),
-            )
+        with self._db.write() as db:
+            now = time.time()
+            cur = db.execute(sa.text(
+                "INSERT INTO deliveries (key, kind, state, owner, claimed_at, done_at, detail) "
+                "VALUES (:key, :kind, 'skipped', :owner, :now, :now, :detail) ON CONFLICT (key) DO NOTHING"),
+                {"key": key, "kind": kind, "owner": owner, "now": now, "detail": json.dumps({"reason": reason})})
             return cur.rowcount == 1
 
     def release(self, key: str, owner: str) -> None:
         """Give a claim back (emit failed), so the next delivery or reconcile pass retries it."""
-        with self._tx() as db:
-            db.execute("DELETE FROM deliveries WHERE key = ? AND state = 'claimed' AND owner = ?", (key, owner))
+        with self._db.write() as db:
+            db.execute(sa.text("DELETE FROM deliveries WHERE key = :key AND state = 'claimed' AND owner = :owner"),
+                       {"key": key, "owner": owner})
 
     def run_once(self, key: str, kind: str, owner: str, action: Callable[[], None],
                  detail: dict[str, str] | None = None) -> bool:
@@ -203,19 +218,9 @@ class Ledger:
         finally:
             self.release(key, owner)
 
-    @staticmethod
-    def _next_seq(db: sqlite3.Connection) -> int:
-        db.execute("INSERT OR IGNORE INTO counters (name, value) VALUES ('seq', 0)")
-        db.execute("UPDATE counters SET value = value + 1 WHERE name = 'seq'")
-        (value,) = db.execute("SELECT value FROM counters WHERE name = 'seq'").fetchone()
-        return int(value)
-
     # ---- queries ---------------------------------------------------------
     def get(self, key: str) -> Delivery | None:
-        row = self._conn().execute(
-            "SELECT key, kind, state, owner, claimed_at, done_at, seq, detail FROM deliveries WHERE key = ?",
-            (key,),
-        ).fetchone()
+        row = self._one(_ROW + " WHERE key = :key", {"key": key})
         return _delivery(row) if row else None
 
     def is_settled(self, key: str) -> bool:
@@ -224,41 +229,45 @@ class Ledger:
         return d is not None and d.state in ("done", "skipped")
 
     def settled_keys(self, prefix: str = "") -> set[str]:
-        rows = self._conn().execute(
-            "SELECT key FROM deliveries WHERE state IN ('done', 'skipped') AND key LIKE ? ESCAPE '\\'",
-            (_like_prefix(prefix),),
-        ).fetchall()
+        rows = self._all("SELECT key FROM deliveries WHERE state IN ('done', 'skipped') AND key LIKE :p ESCAPE '\\'",
+                         {"p": _like_prefix(prefix)})
         return {r[0] for r in rows}
 
     def done(self, prefix: str = "") -> list[Delivery]:
         """Done deliveries in processing order."""
-        rows = self._conn().execute(
-            "SELECT key, kind, state, owner, claimed_at, done_at, seq, detail FROM deliveries "
-            "WHERE state = 'done' AND key LIKE ? ESCAPE '\\' ORDER BY seq",
-            (_like_prefix(prefix),),
-        ).fetchall()
+        rows = self._all(_ROW + " WHERE state = 'done' AND key LIKE :p ESCAPE '\\' ORDER BY seq",
+                         {"p": _like_prefix(prefix)})
         return [_delivery(r) for r in rows]
 
     # ---- baselines -------------------------------------------------------
     def baseline(self, scope: str, default: datetime | None = None) -> datetime:
         """When lakeloop started watching `scope` (set on first call): older history is not replayed."""
-        with self._tx() as db:
+        with self._db.write() as db:
             since = (default or datetime.now(UTC)).timestamp()
-            db.execute("INSERT OR IGNORE INTO baselines (scope, since) VALUES (?, ?)", (scope, since))
-            (value,) = db.execute("SELECT since FROM baselines WHERE scope = ?", (scope,)).fetchone()
+            db.execute(sa.text("INSERT INTO baselines (scope, since) VALUES (:scope, :since) "
+                               "ON CONFLICT (scope) DO NOTHING"), {"scope": scope, "since": since})
+            (value,) = db.execute(sa.text("SELECT since FROM baselines WHERE scope = :scope"),
+                                  {"scope": scope}).one()
         return datetime.fromtimestamp(value, tz=UTC)
+
+
+def _next_seq(db: Connection) -> int:
+    """The next number of the global processing order (the counter's row lock orders concurrent completes)."""
+    db.execute(sa.text("INSERT INTO counters (name, value) VALUES ('seq', 0) ON CONFLICT (name) DO NOTHING"))
+    (value,) = db.execute(sa.text("UPDATE counters SET value = value + 1 WHERE name = 'seq' RETURNING value")).one()
+    return int(value)
 
 
 def _like_prefix(prefix: str) -> str:
     return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
-def _delivery(row: tuple[object, ...]) -> Delivery:
+def _delivery(row: Sequence[Any]) -> Delivery:
     key, kind, state, owner, claimed_at, done_at, seq, detail = row
     return Delivery(
         key=str(key), kind=str(kind), state=str(state), owner=str(owner),
-        claimed_at=float(claimed_at),  # type: ignore[arg-type]
-        done_at=float(done_at) if done_at is not None else None,  # type: ignore[arg-type]
-        seq=int(seq) if seq is not None else None,  # type: ignore[call-overload]
+        claimed_at=float(claimed_at),
+        done_at=float(done_at) if done_at is not None else None,
+        seq=int(seq) if seq is not None else None,
         detail=json.loads(str(detail)),
     )

@@ -8,4 +8,5 @@ pytest_plugins = [
     "tests.fixtures.ensemble",
     "tests.fixtures.label_studio",
     "tests.fixtures.loop_env",
+    "tests.fixtures.postgres",
 ]
