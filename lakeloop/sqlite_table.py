@@ -1,13 +1,8 @@
-"""SQLite plumbing the durable stores share, so each rule about connections is written once.
+"""SQLite plumbing of the local lakeFS server's metadata (lakeloop's own state goes through
+`lakeloop.state_db`, which can also be PostgreSQL).
 
-Two kinds of store, two connection policies:
-
-* `SqliteTable` (the labeling loop's outbox, review ledger and applied-answer ledger): called now
-  and then, so every call gets its own connection that commits (or rolls back) and is closed, and
-  no connection outlives the call (`with sqlite3.connect(...)` alone commits but never closes).
-* `ThreadConnections` (the delivery ledger, the local lakeFS server's metadata): called on every
-  request, so each thread keeps one connection in WAL mode and opens its transactions explicitly,
-  writes with `immediate`.
+`ThreadConnections`: called on every request, so each thread keeps one connection in WAL mode and
+opens its transactions explicitly, writes with `immediate`.
 """
 
 from __future__ import annotations
@@ -17,26 +12,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, ClassVar
-
-
-class SqliteTable:
-    schema: ClassVar[str]  # the CREATE TABLE IF NOT EXISTS statement
-
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._conn() as c:
-            c.execute(self.schema)
-
-    @contextmanager
-    def _conn(self) -> Iterator[sqlite3.Connection]:
-        conn = sqlite3.connect(self.path, timeout=30)
-        try:
-            with conn:  # commit on success, roll back on error
-                yield conn
-        finally:
-            conn.close()
+from typing import Any
 
 
 class ThreadConnections:

@@ -38,14 +38,14 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any, Protocol
 
 import httpx
+import sqlalchemy as sa
 from prefect.events import Event
 
 from lakeloop.events import LAKEFS_COMMIT_CREATED, LAKEFS_MERGE_COMPLETED
-from lakeloop.sqlite_table import SqliteTable
+from lakeloop.state_db import StateTable
 
 log = logging.getLogger("infra.bridge.run_confirm")
 
@@ -86,7 +86,7 @@ class SentEvent:
         return ev
 
 
-class SentCommitEvents(SqliteTable):
+class SentCommitEvents(StateTable):
     """Commit events the bridge (or its reconciler) published, until their run is confirmed."""
 
     schema = (
@@ -104,67 +104,65 @@ class SentCommitEvents(SqliteTable):
         " note TEXT)"
     )
 
-    @classmethod
-    def at(cls, state_dir: Path) -> SentCommitEvents:
-        return cls(Path(state_dir) / CONFIRM_FILE)
+    filename = CONFIRM_FILE
 
     def record(self, event: Event, sent_at: float | None = None) -> bool:
         """Remember a published commit event (other events are ignored); False if known already."""
         if event.event not in COMMIT_EVENTS:
             return False
         payload = event.payload
-        with self._conn() as c:
-            cur = c.execute(
-                "INSERT OR IGNORE INTO sent (event_id, repository, commit_id, body, sent_at) VALUES (?, ?, ?, ?, ?)",
-                (str(event.id), str(payload.get("repository", "")), str(payload.get("commit_id", "")),
-                 json.dumps(event.model_dump(mode="json"), sort_keys=True),
-                 time.time() if sent_at is None else sent_at))
+        with self.db.write() as c:
+            cur = c.execute(sa.text(
+                "INSERT INTO sent (event_id, repository, commit_id, body, sent_at) "
+                "VALUES (:id, :repo, :commit, :body, :at) ON CONFLICT (event_id) DO NOTHING"),
+                {"id": str(event.id), "repo": str(payload.get("repository", "")),
+                 "commit": str(payload.get("commit_id", "")),
+                 "body": json.dumps(event.model_dump(mode="json"), sort_keys=True),
+                 "at": time.time() if sent_at is None else sent_at})
             return cur.rowcount == 1
 
     def due(self, now: float, grace_s: float, window_s: float) -> list[SentEvent]:
         """Unconfirmed events sent (or last acted on) more than `grace_s` ago, within `window_s`."""
-        with self._conn() as c:
-            rows = c.execute(
+        with self.db.read() as c:
+            rows = c.execute(sa.text(
                 "SELECT event_id, repository, commit_id, body, sent_at, redeliveries, reschedules, last_action_at "
-                "FROM sent WHERE confirmed_at IS NULL AND abandoned_at IS NULL AND sent_at >= ? "
-                "AND COALESCE(last_action_at, sent_at) <= ? ORDER BY sent_at",
-                (now - window_s, now - grace_s)).fetchall()
+                "FROM sent WHERE confirmed_at IS NULL AND abandoned_at IS NULL AND sent_at >= :since "
+                "AND COALESCE(last_action_at, sent_at) <= :until ORDER BY sent_at"),
+                {"since": now - window_s, "until": now - grace_s}).fetchall()
         return [SentEvent(str(i), str(r), str(cid), json.loads(b), float(s), int(rd), int(rs),
                           None if la is None else float(la)) for i, r, cid, b, s, rd, rs, la in rows]
 
     def sent_after(self, t: float) -> list[tuple[str, float]]:
         """(commit id, sent at) of every commit event published after `t`, confirmed or not."""
-        with self._conn() as c:
-            rows = c.execute("SELECT commit_id, sent_at FROM sent WHERE sent_at > ?", (t,)).fetchall()
+        with self.db.read() as c:
+            rows = c.execute(sa.text("SELECT commit_id, sent_at FROM sent WHERE sent_at > :t"), {"t": t}).fetchall()
         return [(str(cid), float(at)) for cid, at in rows]
 
     def confirm(self, event_ids: Iterable[str], now: float) -> None:
-        with self._conn() as c:
-            c.executemany("UPDATE sent SET confirmed_at = ? WHERE event_id = ?", [(now, i) for i in event_ids])
+        params = [{"now": now, "id": i} for i in event_ids]
+        if params:
+            with self.db.write() as c:
+                c.execute(sa.text("UPDATE sent SET confirmed_at = :now WHERE event_id = :id"), params)
 
     def acted(self, event_id: str, now: float, *, redelivered: bool, note: str) -> None:
         column = "redeliveries" if redelivered else "reschedules"
-        with self._conn() as c:
-            c.execute(f"UPDATE sent SET {column} = {column} + 1, last_action_at = ?, note = ? WHERE event_id = ?",
-                      (now, note, event_id))
+        with self.db.write() as c:
+            c.execute(sa.text(f"UPDATE sent SET {column} = {column} + 1, last_action_at = :now, note = :note "
+                              "WHERE event_id = :id"), {"now": now, "note": note, "id": event_id})
 
     def abandon(self, event_id: str, now: float, note: str) -> None:
-        with self._conn() as c:
-            c.execute("UPDATE sent SET abandoned_at = ?, note = ? WHERE event_id = ?", (now, note, event_id))
+        with self.db.write() as c:
+            c.execute(sa.text("UPDATE sent SET abandoned_at = :now, note = :note WHERE event_id = :id"),
+                      {"now": now, "note": note, "id": event_id})
 
     def get(self, event_id: str) -> dict[str, Any] | None:
-        with self._conn() as c:
-            c.row_factory = _dict_row
-            row: dict[str, Any] | None = c.execute("SELECT * FROM sent WHERE event_id = ?", (event_id,)).fetchone()
-        return row
+        with self.db.read() as c:
+            row = c.execute(sa.text("SELECT * FROM sent WHERE event_id = :id"), {"id": event_id}).mappings().first()
+        return dict(row) if row is not None else None
 
     def prune(self, older_than_s: float = 7 * 86400.0) -> int:
-        with self._conn() as c:
-            return c.execute("DELETE FROM sent WHERE sent_at < ?", (time.time() - older_than_s,)).rowcount
-
-
-def _dict_row(cursor: Any, row: tuple[Any, ...]) -> dict[str, Any]:
-    return {d[0]: v for d, v in zip(cursor.description, row, strict=True)}
+        with self.db.write() as c:
+            return c.execute(sa.text("DELETE FROM sent WHERE sent_at < :t"), {"t": time.time() - older_than_s}).rowcount
 
 
 def recording(emitter: Emitter, store: SentCommitEvents) -> Emitter:

@@ -83,7 +83,7 @@ class LabelStudioAdapter:
     def __init__(self, url: str, token: str, state_dir: Path, *, timeout: float = 60.0) -> None:
         self.url = url.rstrip("/")
         self.client = LabelStudio(base_url=self.url, api_key=token, timeout=timeout, max_retries=1)
-        self.outbox = Outbox(Path(state_dir) / "label_studio_outbox.sqlite")
+        self.outbox = Outbox.at(Path(state_dir))
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LabelStudioAdapter:

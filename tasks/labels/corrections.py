@@ -26,17 +26,17 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from pathlib import Path
 
 import numpy as np
 import polars as pl
+import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from lakeloop.adapters.label_studio import UNSURE, Annotation
 from lakeloop.adapters.lakefs import Lake
 from lakeloop.layout import CORRECTIONS_PREFIX, LABEL_QUALITY_PREFIX
 from lakeloop.spec import DatasetSpec
-from lakeloop.sqlite_table import SqliteTable
+from lakeloop.state_db import StateTable, insert_new
 from tasks.data.label_overlay import CORRECTIONS_SCHEMA, CorrectionError, empty_corrections
 from tasks.labels.consensus import ConsensusReport, crowd_consensus
 from tasks.model.train import class_names
@@ -217,32 +217,27 @@ def commit_corrections(lake: Lake, round_id: str, corrections: pl.DataFrame, spe
 
 
 # ---- applied-annotations ledger -------------------------------------------
-class AppliedLedger(SqliteTable):
-    """Annotations already applied, keyed by (annotation id, update time), in SQLite."""
+class AppliedLedger(StateTable):
+    """Annotations already applied, keyed by (annotation id, update time), in lakeloop's state database."""
 
     schema = ("CREATE TABLE IF NOT EXISTS applied (annotation_id INTEGER NOT NULL, "
               "updated_at TEXT NOT NULL, row_id TEXT NOT NULL, round TEXT NOT NULL, "
               "applied_at TEXT NOT NULL, PRIMARY KEY (annotation_id, updated_at))")
-
-    @classmethod
-    def at(cls, state_dir: Path) -> AppliedLedger:
-        return cls(Path(state_dir) / "label_applied.sqlite")
+    filename = "label_applied.sqlite"
 
     def unapplied(self, annotations: Iterable[Annotation]) -> list[Annotation]:
-        with self._conn() as c:
-            done = {(int(i), str(u)) for i, u in c.execute("SELECT annotation_id, updated_at FROM applied")}
+        with self.db.read() as c:
+            done = {(int(i), str(u)) for i, u in c.execute(sa.text("SELECT annotation_id, updated_at FROM applied"))}
         return [a for a in annotations if (a.annotation_id, a.updated_at.isoformat()) not in done]
 
     def mark(self, annotations: Iterable[Annotation], round_id: str) -> int:
         """Record annotations as applied (call after the commit landed); returns how many were new."""
         now = datetime.now(UTC).isoformat()
-        with self._conn() as c:
-            before = c.total_changes
-            c.executemany("INSERT OR IGNORE INTO applied VALUES (?, ?, ?, ?, ?)",
-                          [(a.annotation_id, a.updated_at.isoformat(), a.row_id, round_id, now)
-                           for a in annotations])
-            return c.total_changes - before
+        with self.db.write() as c:
+            return insert_new(c, "INSERT INTO applied VALUES (:a, :u, :r, :round, :now) ON CONFLICT DO NOTHING",
+                              [{"a": a.annotation_id, "u": a.updated_at.isoformat(), "r": a.row_id,
+                                "round": round_id, "now": now} for a in annotations])
 
     def count(self) -> int:
-        with self._conn() as c:
-            return int(c.execute("SELECT COUNT(*) FROM applied").fetchone()[0])
+        with self.db.read() as c:
+            return int(c.execute(sa.text("SELECT COUNT(*) FROM applied")).scalar_one())

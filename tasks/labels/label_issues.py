@@ -22,16 +22,16 @@ import json
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from enum import StrEnum
-from pathlib import Path
 
 import numpy as np
 import polars as pl
+import sqlalchemy as sa
 from cleanlab.filter import find_label_issues
 from cleanlab.rank import get_label_quality_scores
 from pydantic import BaseModel, ConfigDict, Field
 
 from lakeloop.spec import DatasetSpec
-from lakeloop.sqlite_table import SqliteTable
+from lakeloop.state_db import StateTable, insert_new
 
 
 class LabelIssueError(ValueError):
@@ -255,39 +255,37 @@ def _jsonable(v: object) -> object:
 
 
 # ---- review ledger -----------------------------------------------------------
-class ReviewLedger(SqliteTable):
-    """Durable record of rows sent for review: (id, row hash) -> round, time (SQLite)."""
+class ReviewLedger(StateTable):
+    """Durable record of rows sent for review: (id, row hash) -> round, time (lakeloop's state database)."""
 
     schema = ("CREATE TABLE IF NOT EXISTS reviewed (id TEXT NOT NULL, row_hash TEXT NOT NULL, "
               "round TEXT NOT NULL, reviewed_at TEXT NOT NULL, PRIMARY KEY (id, row_hash))")
 
-    @classmethod
-    def at(cls, state_dir: Path) -> ReviewLedger:
-        """The ledger under a state dir (`settings.state_dir`)."""
-        return cls(Path(state_dir) / "label_review.sqlite")
+    filename = "label_review.sqlite"
 
     def reviewed(self, rows: dict[str, str]) -> set[str]:
         """Ids in `rows` (id -> hash) already reviewed with that same hash."""
         if not rows:
             return set()
-        with self._conn() as c:
-            c.execute("CREATE TEMP TABLE q (id TEXT, row_hash TEXT)")
-            c.executemany("INSERT INTO q VALUES (?, ?)", list(rows.items()))
-            hits = c.execute("SELECT q.id FROM q JOIN reviewed r ON r.id = q.id AND r.row_hash = q.row_hash")
-            return {h[0] for h in hits}
+        query = sa.text("SELECT id, row_hash FROM reviewed WHERE id IN :ids").bindparams(
+            sa.bindparam("ids", expanding=True))
+        ids = list(rows)
+        hits: set[str] = set()
+        with self.db.read() as c:
+            for start in range(0, len(ids), 500):  # bounded IN lists (SQLite's variable limit)
+                hits.update(i for i, h in c.execute(query, {"ids": ids[start:start + 500]}) if rows[i] == h)
+        return hits
 
     def mark(self, rows: dict[str, str], round_id: str) -> int:
         """Record rows (id -> hash) as reviewed in `round_id`; returns how many were new."""
         now = datetime.now(UTC).isoformat()
-        with self._conn() as c:
-            before = c.total_changes
-            c.executemany("INSERT OR IGNORE INTO reviewed VALUES (?, ?, ?, ?)",
-                          [(i, h, round_id, now) for i, h in rows.items()])
-            return c.total_changes - before
+        with self.db.write() as c:
+            return insert_new(c, "INSERT INTO reviewed VALUES (:i, :h, :round, :now) ON CONFLICT DO NOTHING",
+                              [{"i": i, "h": h, "round": round_id, "now": now} for i, h in rows.items()])
 
     def count(self) -> int:
-        with self._conn() as c:
-            return int(c.execute("SELECT COUNT(*) FROM reviewed").fetchone()[0])
+        with self.db.read() as c:
+            return int(c.execute(sa.text("SELECT COUNT(*) FROM reviewed")).scalar_one())
 
 
 def issues_frame(issues: Iterable[LabelIssue], spec: DatasetSpec | None = None) -> pl.DataFrame:
