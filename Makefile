@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.lakeloop-installed
 SUDO := $(shell test "$$(id -u)" = 0 || echo sudo)
 
-.PHONY: setup browser demo test test-fast bench up down lint lock clean
+.PHONY: setup browser postgres demo test test-fast bench up down lint lock clean
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,7 +25,11 @@ browser:  ## headless Chromium for the browser test: Debian's package (Playwrigh
 	@command -v chromium >/dev/null || { $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends chromium; }
 
-test: setup browser  ## unit + integration tests against real servers started by fixtures
+postgres:  ## PostgreSQL server binaries for the shared-state tests: Debian's package (fixtures start a throwaway cluster)
+	@command -v pg_ctl >/dev/null || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends postgresql; }
+
+test: setup browser postgres  ## unit + integration tests against real servers started by fixtures
 	$(BIN)/pytest -q -m "not slow" --timeout 900 --durations=30
 
 test-fast: $(STAMP)  ## unit tests only

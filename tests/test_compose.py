@@ -78,3 +78,18 @@ def test_init_prepares_the_servers_before_the_bridge_and_the_worker_start() -> N
     for name in ("bridge", "worker"):
         assert services[name]["depends_on"]["init"] == {"condition": "service_completed_successfully"}, name
     assert "deploy" not in services["worker"]["command"], "deploying is init's job"
+
+
+def test_lakeloop_state_shares_the_database_prefect_uses() -> None:
+    """Bridge and worker replicas must share one state database for exactly-once to hold across hosts: the
+    compose stack puts it in Prefect's PostgreSQL database (lakeloop's tables in their own schema)."""
+    import sqlalchemy as sa
+
+    compose = yaml.safe_load(COMPOSE.read_text())
+    state = sa.engine.make_url(compose["x-lakeloop-env"]["LAKELOOP_STATE_URL"])
+    prefect = sa.engine.make_url(compose["services"]["prefect"]["environment"]["PREFECT_API_DATABASE_CONNECTION_URL"])
+    assert "LAKELOOP_STATE_URL" in settings_env_names()
+    assert state.get_backend_name() == "postgresql" and state.get_driver_name() == "psycopg"  # a sync driver
+    assert (state.host, state.port, state.database) == (prefect.host, prefect.port, prefect.database)
+    assert state.host in compose["services"]
+    assert f"CREATE DATABASE {state.database};" in (COMPOSE.parent / "postgres-init.sql").read_text()
