@@ -1,4 +1,5 @@
-"""The durable event outbox: an event whose delivery fails is kept and replayed, once, in order.
+"""The durable event outbox: an event whose delivery fails is kept and replayed, once, in order (the claim and
+lease tests on SQLite and on PostgreSQL, `state_backend`).
 
 No Prefect server here: an unreachable API is a closed loopback port, and the accepting
 endpoint is a small local stub that records what `POST /api/events` received (the
@@ -83,12 +84,12 @@ def emit(state_dir: Path, api_url: str, version: int) -> Any:
                                state_dir=state_dir, api_url=api_url)
 
 
-def test_unreachable_prefect_keeps_event_and_replay_sends_it_once(tmp_path: Path, closed_api: str,
-                                                                   stub: EventsStub) -> None:
+def test_unreachable_prefect_keeps_event_and_replay_sends_it_once(tmp_path: Path, closed_api: str, stub: EventsStub,
+                                                                   state_backend: str | None) -> None:
     ev = emit(tmp_path, closed_api, 1)  # must not raise
 
     outbox = EventOutbox.at(tmp_path)
-    assert outbox.path == tmp_path / OUTBOX_FILE
+    assert outbox.path == (state_backend or tmp_path / OUTBOX_FILE)
     [entry] = outbox.pending()
     assert entry.id == str(ev.id) and entry.name == events.MODEL_REGISTERED
     assert entry.attempts == 1 and entry.sent_at is None
@@ -120,6 +121,7 @@ def test_explicit_event_id_is_kept(tmp_path: Path, stub: EventsStub) -> None:
     assert ev.id == eid and stub.ids() == [str(eid)]
 
 
+@pytest.mark.usefixtures("state_backend")  # SQLite and PostgreSQL
 def test_order_is_preserved_older_pending_go_first(tmp_path: Path, closed_api: str, stub: EventsStub) -> None:
     first = [emit(tmp_path, closed_api, v) for v in (1, 2, 3)]
     assert [e.id for e in EventOutbox.at(tmp_path).pending()] == [str(e.id) for e in first]
@@ -129,11 +131,12 @@ def test_order_is_preserved_older_pending_go_first(tmp_path: Path, closed_api: s
     assert EventOutbox.at(tmp_path).pending() == []
 
 
+@pytest.mark.usefixtures("state_backend")  # SQLite and PostgreSQL
 def test_replay_sends_oldest_first_and_stops_at_first_failure(tmp_path: Path, closed_api: str,
                                                               stub: EventsStub) -> None:
     evs = [emit(tmp_path, closed_api, v) for v in (1, 2, 3)]
     stub.reject_ids = {str(evs[1].id)}
-    outbox = EventOutbox(tmp_path / OUTBOX_FILE, batch_size=1)
+    outbox = EventOutbox.at(tmp_path, batch_size=1)
     tried = {p.id: p.attempts for p in outbox.pending()}  # each emit also retried the older ones
     assert list(tried.values()) == [3, 2, 1]
     assert outbox.replay(lambda batch: prefect_events.post_events(batch, stub.api_url)).sent == 1
@@ -148,10 +151,11 @@ def test_replay_sends_oldest_first_and_stops_at_first_failure(tmp_path: Path, cl
     assert stub.ids() == [str(e.id) for e in evs]
 
 
+@pytest.mark.usefixtures("state_backend")  # SQLite and PostgreSQL
 def test_a_live_sender_holds_the_queue(tmp_path: Path, closed_api: str, stub: EventsStub) -> None:
     """Two senders at once (a flow and the bridge's replay) never send the same event twice: while one
     holds the oldest pending event the other leaves the queue to it (that sender drains what arrives)."""
-    outbox = EventOutbox(tmp_path / OUTBOX_FILE)
+    outbox = EventOutbox.at(tmp_path)
     emit(tmp_path, closed_api, 1)
     in_send = threading.Event()
     release = threading.Event()
@@ -175,9 +179,10 @@ def test_a_live_sender_holds_the_queue(tmp_path: Path, closed_api: str, stub: Ev
     assert outbox.pending() == []
 
 
+@pytest.mark.usefixtures("state_backend")  # SQLite and PostgreSQL
 def test_expired_lease_is_taken_over(tmp_path: Path, closed_api: str, stub: EventsStub) -> None:
     """A sender that died mid-send (its lease expired) does not block the queue for ever."""
-    outbox = EventOutbox(tmp_path / OUTBOX_FILE, lease_seconds=0.0)
+    outbox = EventOutbox.at(tmp_path, lease_seconds=0.0)
     ev = emit(tmp_path, closed_api, 1)
     assert outbox._claim("dead-owner")  # claimed, then the owner died without releasing
     assert outbox.replay(lambda batch: prefect_events.post_events(batch, stub.api_url), owner="alive").sent == 1
@@ -257,6 +262,7 @@ def test_the_bridge_process_replays_the_outbox(tmp_path: Path, closed_api: str, 
         bridge.stop(timeout=10)
 
 
+@pytest.mark.usefixtures("state_backend")  # SQLite and PostgreSQL
 def test_prune_forgets_only_old_sent_events(tmp_path: Path, closed_api: str, stub: EventsStub) -> None:
     outbox = EventOutbox.at(tmp_path)
     sent = emit(tmp_path, stub.api_url, 1)
