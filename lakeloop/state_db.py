@@ -19,6 +19,7 @@ import os
 import re
 import threading
 import zlib
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,8 +32,9 @@ from lakeloop.settings import get_settings
 
 PG_SCHEMA = "lakeloop"
 
-_engines: dict[tuple[int, str], Engine] = {}
+_engines: OrderedDict[tuple[int, str], Engine] = OrderedDict()
 _engines_lock = threading.Lock()
+MAX_ENGINES = 32  # a process opening many state dirs (tests) keeps only the recent pools' connections open
 
 
 def state_target(state_dir: Path, filename: str) -> Path | str:
@@ -80,6 +82,9 @@ def engine_for(target: Path | str) -> Engine:
         if engine is None:
             engine = _engine(target)
             _engines[key] = engine
+            if len(_engines) > MAX_ENGINES:  # still usable by a store holding it: it reconnects on next use
+                _engines.popitem(last=False)[1].dispose()
+        _engines.move_to_end(key)
         return engine
 
 
