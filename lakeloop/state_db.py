@@ -167,3 +167,10 @@ def insert_new(c: Connection, sql: str, rows: Sequence[dict[str, Any]]) -> int:
     how many were new."""
     statement = sa.text(sql)
     return sum(c.execute(statement, r).rowcount for r in rows)
+
+
+def describe(target: Path | str) -> str:
+    """`target` fit for a log line: a URL's password hidden."""
+    if isinstance(target, str) and "://" in target:
+        return sa.engine.make_url(target).render_as_string(hide_password=True)
+    return str(target)

@@ -30,6 +30,7 @@ from pydantic import BaseModel
 
 from lakeloop.event_outbox import EventOutbox
 from lakeloop.events import EmitError, build_event, payload_dict
+from lakeloop.state_db import describe
 
 log = logging.getLogger("lakeloop.events")
 
@@ -179,7 +180,7 @@ def emit_durable(
         if report.busy:
             log.info("%s %s queued behind another sender's events (it sends this one too)", event, ev.id)
         else:
-            log.warning("%s %s not delivered yet, kept in the outbox %s: %s", event, ev.id, outbox.path,
+            log.warning("%s %s not delivered yet, kept in the outbox %s: %s", event, ev.id, describe(outbox.path),
                         report.error)
     return ev
 
