@@ -163,7 +163,7 @@ def main() -> dict[str, Any]:
                                   repository=repo, storage_namespace=f"local://{repo}")
         lake = Lake(settings)
         lake.ensure_repository()
-        services["bridge"] = bridge = start_bridge(home, free_port(), api_url=api.url, secret=SECRET,
+        services["bridge"] = bridge = start_bridge(home, free_port(), api_url=api.url, lakefs_secret=SECRET,
                                                    lakefs=settings, repositories=[repo],
                                                    reconcile_interval=RECONCILE_S)
         lake.install_actions("main", ACTIONS_FILE, render_actions_yaml(bridge.url, token_env=TOKEN_ENV))

@@ -103,7 +103,7 @@ def main() -> dict[str, Any]:
         lake = Lake(settings)
         lake.ensure_repository()
         bport = free_port()
-        bridge = start_bridge(home, bport, api_url=api, secret=SECRET, lakefs=settings,
+        bridge = start_bridge(home, bport, api_url=api, lakefs_secret=SECRET, lakefs=settings,
                               repositories=[repo], reconcile_interval=3600,
                               experiments=["bench"])  # the bench commits on a side branch: relay it
         services.append(bridge)

@@ -10,6 +10,8 @@ from flows.context import FlowContext, run_owner, step
 from flows.reports import publish_artifact
 from lakeloop.adapters.label_studio import LabelStudioAdapter, SendResult
 from lakeloop.adapters.mlflow_tracking import load_oof
+from lakeloop.adapters.secrets import reveal
+from lakeloop.events import WEBHOOK_TOKEN_HEADER
 from lakeloop.outcomes import RelabelRequest
 from lakeloop.state import Ledger
 from tasks.data import dataset
@@ -46,8 +48,9 @@ def request_relabel(repository: str, commit_id: str, run_id: str, budget: int | 
 
     ls = LabelStudioAdapter.from_settings(ctx.settings)
     project = ensure_project(ls, ctx.spec, ctx.settings.labeling.project_title)
+    # Label Studio's own secret: its admins can read it in the webhook settings, so it opens no lakeFS endpoint
     ls.register_webhook(project, f"{ctx.settings.bridge.url}/label-studio/events",
-                        {"X-Lakeloop-Token": ctx.settings.bridge.secret})
+                        {WEBHOOK_TOKEN_HEADER: reveal(ctx.settings.bridge.label_studio_secret)})
     hashes = row_hashes(data, ctx.spec)
     ledger = ReviewLedger.at(ctx.settings.state_dir)
     round_id = new_round_id()

@@ -24,7 +24,8 @@ from infra import running_dataset
 from infra.bridge import service as bridge
 from infra.local import label_studio, lakefs, mlflow, prefect
 from infra.procs import Service, read_pidfile, record_service, stop_pid
-from lakeloop.settings import ROOT, Settings
+from lakeloop.adapters.secrets import reveal
+from lakeloop.settings import ROOT, Settings, check_secrets
 
 # every product's telemetry switch, as its launcher sets it for its own server
 TELEMETRY_OFF = {**mlflow.TELEMETRY_OFF, **prefect.TELEMETRY_OFF, **label_studio.TELEMETRY_OFF}
@@ -82,14 +83,20 @@ def service_env(s: Settings) -> dict[str, str]:
         "LABEL_STUDIO_URL": s.label_studio.url,
         "LABEL_STUDIO_API_TOKEN": s.label_studio.api_token,
         "LAKELOOP_BRIDGE_URL": s.bridge.url,
-        "LAKELOOP_BRIDGE_SECRET": s.bridge.secret,
+        # as configured (a Prefect Secret block reference stays one); the worker's flows register the Label Studio
+        # webhook with the Label Studio secret, and nothing of lakeloop's but the bridge needs lakeFS's
+        "LAKELOOP_BRIDGE_LABEL_STUDIO_SECRET": s.bridge.label_studio_secret.get_secret_value(),
         "LAKELOOP_LABELING_ENABLED": str(s.labeling.enabled).lower(),
         "LAKELOOP_HOME": str(s.home),
     }
 
 
 def start_stack(s: Settings, with_label_studio: bool = True) -> dict[str, Service | str]:
-    """Start whatever is not already answering; returns name -> Service (or URL if it was already up)."""
+    """Start whatever is not already answering; returns name -> Service (or URL if it was already up).
+
+    Every server it starts binds to loopback; `InsecureSecrets` when the settings point at a server elsewhere
+    while a secret is still a published default."""
+    check_secrets(s)
     if not with_label_studio:  # the flows then skip review rounds rather than fail on a server that isn't there
         s = s.model_copy(update={"labeling": s.labeling.model_copy(update={"enabled": False})})
     os.environ.update(service_env(s))
@@ -119,13 +126,13 @@ def start_stack(s: Settings, with_label_studio: bool = True) -> dict[str, Servic
 
     def start_label_studio_in_its_venv() -> Service:
         label_studio.ensure_venv(label_studio.venv_root(s.home))
-        return label_studio.start_label_studio(s.home, _port(s.label_studio.url), s.label_studio.api_token,
-                                               s.label_studio.username, s.label_studio.password)
+        return label_studio.start_label_studio(s.home, _port(s.label_studio.url), reveal(s.label_studio.api_token),
+                                               s.label_studio.username, reveal(s.label_studio.password))
 
     servers: list[tuple[str, str, Callable[[], Service]]] = [
         ("lakefs", s.lakefs.endpoint, lambda: lakefs.start_lakefs(
-            s.home, _port(s.lakefs.endpoint), s.lakefs.access_key_id, s.lakefs.secret_access_key,
-            hook_token=s.bridge.secret)),
+            s.home, _port(s.lakefs.endpoint), s.lakefs.access_key_id, reveal(s.lakefs.secret_access_key),
+            hook_token=reveal(s.bridge.lakefs_secret))),
         ("mlflow", s.mlflow.tracking_uri, lambda: mlflow.start_mlflow(s.home, _port(s.mlflow.tracking_uri))),
         ("prefect", s.prefect.api_url, lambda: prefect.start_prefect_server(s.home, _port(s.prefect.api_url))),
     ]
@@ -142,7 +149,9 @@ def start_stack(s: Settings, with_label_studio: bool = True) -> dict[str, Servic
     ensure("worker", s.prefect.api_url, lambda: prefect.start_worker(s.prefect.api_url, s.prefect.work_pool, s.home),
            config=config)
     ensure("bridge", s.bridge.url, lambda: bridge.start_bridge(
-        s.home, _port(s.bridge.url), api_url=s.prefect.api_url, secret=s.bridge.secret, lakefs=s.lakefs,
+        s.home, _port(s.bridge.url), api_url=s.prefect.api_url, lakefs=s.lakefs,
+        lakefs_secret=s.bridge.lakefs_secret.get_secret_value(),
+        label_studio_secret=s.bridge.label_studio_secret.get_secret_value(),
         repositories=[s.lakefs.repository], spec_path=s.spec_path), config=config)
     prepare_lake(s)
     running_dataset.remember(s)
@@ -153,7 +162,9 @@ def init_stack(s: Settings, wait_s: float = 0.0) -> list[str]:
     """`lakeloop init`, for servers that run elsewhere (the compose stack's init service): the repository if
     it is missing, the actions file, the work pool and the deployments. Idempotent; returns the deployments.
 
-    `wait_s`: how long lakeFS and Prefect may take to answer first (containers start together)."""
+    `wait_s`: how long lakeFS and Prefect may take to answer first (containers start together).
+    `InsecureSecrets` first when a published default secret would reach servers elsewhere."""
+    check_secrets(s)
     wait_healthy(s, ["lakefs", "prefect"], wait_s)
     prepare_lake(s)
     return deploy_flows(s)

@@ -22,6 +22,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 log = logging.getLogger("lakeloop.events")
 
+# the header that carries a webhook sender's secret to the bridge (lakeFS's hooks, Label Studio's webhooks)
+WEBHOOK_TOKEN_HEADER = "X-Lakeloop-Token"
+
 # ---- event names -------------------------------------------------------------
 LAKEFS_COMMIT_CREATED = "lakefs.commit.created"
 LAKEFS_MERGE_COMPLETED = "lakefs.merge.completed"

@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # The directory holding the lakeloop, tasks, flows and infra packages: the checkout in development,
@@ -110,11 +110,33 @@ class LabelingSettings(BaseSettings):
     min_corrections_per_commit: int = 25
 
 
+# Published in this repository, so only for servers nobody else can reach (see `check_secrets`).
+LOCAL_LAKEFS_HOOK_SECRET = "lakeloop-local-lakefs-hook-secret"
+LOCAL_LABEL_STUDIO_HOOK_SECRET = "lakeloop-local-label-studio-hook-secret"
+# before each sender had its own secret, one variable held the secret of both; still read, for both, if the new
+# ones are unset (deprecated: `check_secrets` refuses one secret for both senders off loopback)
+DEPRECATED_BRIDGE_SECRET_ENV = "LAKELOOP_BRIDGE_SECRET"
+
+
 class BridgeSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="LAKELOOP_BRIDGE_", env_file=".env", extra="ignore")
+    """Where the bridge listens for webhooks, and the secret each sender authenticates with.
+
+    lakeFS and Label Studio each get their own secret, accepted only on their own endpoints: a Label Studio
+    admin can read the Label Studio one in the project's webhook settings, and it must not let them fake a
+    lakeFS commit. A secret's value may be a Prefect Secret block reference, `{{ prefect.blocks.secret.NAME }}`.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="LAKELOOP_BRIDGE_", env_file=".env", extra="ignore",
+                                      populate_by_name=True)
 
     url: str = "http://127.0.0.1:8765"
-    secret: str = "lakeloop-local-webhook-secret"
+    lakefs_secret: SecretStr = Field(default=SecretStr(LOCAL_LAKEFS_HOOK_SECRET), validation_alias=_env(
+        "LAKELOOP_BRIDGE_LAKEFS_SECRET", DEPRECATED_BRIDGE_SECRET_ENV))
+    label_studio_secret: SecretStr = Field(default=SecretStr(LOCAL_LABEL_STUDIO_HOOK_SECRET), validation_alias=_env(
+        "LAKELOOP_BRIDGE_LABEL_STUDIO_SECRET", DEPRECATED_BRIDGE_SECRET_ENV))
+    # an HMAC-signed request must be signed within this many seconds of its arrival (either way): a captured
+    # request replayed later is refused
+    replay_window_s: float = 300.0
     # seconds without a new Label Studio answer before the bridge announces the gathered answers
     labels_quiet_s: float = 10.0
 
@@ -323,3 +345,80 @@ def dataset_slug(spec_path: Path) -> str | None:
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     return Settings()
+
+
+class InsecureSecrets(RuntimeError):
+    """Published default secrets (or one secret for both webhook senders) on servers others can reach."""
+
+
+def _published_secrets() -> set[str]:
+    """The defaults this repository publishes: fine on loopback, where nobody else can use them."""
+    fields = [LakeFSSettings.model_fields["secret_access_key"], LabelStudioSettings.model_fields["api_token"],
+              LabelStudioSettings.model_fields["password"], BridgeSettings.model_fields["lakefs_secret"],
+              BridgeSettings.model_fields["label_studio_secret"]]
+    return {f.default.get_secret_value() if isinstance(f.default, SecretStr) else str(f.default) for f in fields}
+
+
+def configured_secrets(s: Settings) -> dict[str, str]:
+    """Every secret lakeloop is configured with, by its environment name, as configured (a Prefect Secret
+    block reference stays a reference: `lakeloop.adapters.secrets.reveal` reads it)."""
+    return {
+        "LAKEFS_SECRET_ACCESS_KEY": s.lakefs.secret_access_key,
+        "LABEL_STUDIO_API_TOKEN": s.label_studio.api_token,
+        "LABEL_STUDIO_PASSWORD": s.label_studio.password,
+        "LAKELOOP_BRIDGE_LAKEFS_SECRET": s.bridge.lakefs_secret.get_secret_value(),
+        "LAKELOOP_BRIDGE_LABEL_STUDIO_SECRET": s.bridge.label_studio_secret.get_secret_value(),
+    }
+
+
+def is_loopback(host: str | None) -> bool:
+    import ipaddress
+
+    if not host:
+        return False
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def reachable_servers(s: Settings, bind_hosts: tuple[str, ...] = ()) -> list[str]:
+    """The configured servers (and addresses this process binds) that are not on loopback."""
+    from urllib.parse import urlsplit
+
+    urls = {"LAKEFS_ENDPOINT": s.lakefs.endpoint, "MLFLOW_TRACKING_URI": s.mlflow.tracking_uri,
+            "PREFECT_API_URL": s.prefect.api_url, "LABEL_STUDIO_URL": s.label_studio.url,
+            "LAKELOOP_BRIDGE_URL": s.bridge.url}
+    return ([f"{name}={url}" for name, url in urls.items() if not is_loopback(urlsplit(url).hostname)]
+            + [f"listening on {h}" for h in bind_hosts if not is_loopback(h)])
+
+
+def check_secrets(s: Settings, bind_hosts: tuple[str, ...] = ()) -> None:
+    """Refuse to start with a published default secret, a `change-me` placeholder, or one secret shared by
+    lakeFS and Label Studio, unless every server (and every address this process binds) is on loopback.
+
+    Raises `InsecureSecrets` naming each offending variable (never its value)."""
+    import logging
+    import os
+
+    if DEPRECATED_BRIDGE_SECRET_ENV in os.environ:
+        logging.getLogger("lakeloop.settings").warning(
+            "%s is deprecated: set LAKELOOP_BRIDGE_LAKEFS_SECRET and LAKELOOP_BRIDGE_LABEL_STUDIO_SECRET, one "
+            "secret per sender", DEPRECATED_BRIDGE_SECRET_ENV)
+    exposed = reachable_servers(s, bind_hosts)
+    if not exposed:
+        return
+    published = _published_secrets()
+    problems = [f"{name} is {'the published local default' if value in published else 'a change-me placeholder'}"
+                for name, value in configured_secrets(s).items()
+                if value in published or value.lower().startswith("change-me")]
+    if s.bridge.lakefs_secret.get_secret_value() == s.bridge.label_studio_secret.get_secret_value():
+        problems.append("LAKELOOP_BRIDGE_LAKEFS_SECRET and LAKELOOP_BRIDGE_LABEL_STUDIO_SECRET are one secret "
+                        f"(the deprecated {DEPRECATED_BRIDGE_SECRET_ENV} sets both): a Label Studio admin could "
+                        "fake lakeFS commits")
+    if problems:
+        raise InsecureSecrets(
+            f"refusing to start: {'; '.join(problems)}. Set each in the environment (or as a Prefect Secret block, "
+            f"'{{{{ prefect.blocks.secret.NAME }}}}'), or keep every server on loopback (not: {', '.join(exposed)})")

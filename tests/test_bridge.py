@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import json
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from prefect.events import Event
 from starlette.testclient import TestClient
 
 from infra.bridge.app import BridgeConfig, create_app
+from infra.bridge.auth import signed_headers
 from infra.bridge.gate import MergeCheck
 from infra.bridge.lakefs_actions import render_actions_yaml
 from infra.bridge.models import LakeFSHookEvent
@@ -26,8 +28,11 @@ from lakeloop.events import (
 )
 from lakeloop.state import Ledger, annotation_key, commit_key
 
-SECRET = "s3cret-token"
+SECRET = "s3cret-token"  # lakeFS's
+LS_SECRET = "ls-s3cret-token"  # Label Studio's
+SECRETS = {"lakefs_secret": SECRET, "label_studio_secret": LS_SECRET}
 AUTH = {"X-Lakeloop-Token": SECRET}
+LS_AUTH = {"X-Lakeloop-Token": LS_SECRET}
 
 
 def post_commit(commit_id: str = "c0ffee01", **over: object) -> dict[str, object]:
@@ -63,7 +68,7 @@ def rec() -> Recorder:
 
 
 def client(ledger: Ledger, rec: Recorder, gate=None) -> TestClient:  # type: ignore[no-untyped-def]
-    return TestClient(create_app(BridgeConfig(secret=SECRET, ledger=ledger, emitter=rec, gate=gate)))
+    return TestClient(create_app(BridgeConfig(**SECRETS, ledger=ledger, emitter=rec, gate=gate)))
 
 
 # ---- authentication ----------------------------------------------------------------------------
@@ -79,13 +84,59 @@ def test_rejects_missing_or_wrong_token(ledger: Ledger, rec: Recorder) -> None:
 def test_accepts_hmac_signature(ledger: Ledger, rec: Recorder) -> None:
     c = client(ledger, rec)
     body = json.dumps(post_commit()).encode()
-    good = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
-    bad = "sha256=" + hmac.new(b"other", body, hashlib.sha256).hexdigest()
-    hdr = {"content-type": "application/json"}
+    ts = str(int(time.time()))
+    good = "sha256=" + hmac.new(SECRET.encode(), ts.encode() + b"." + body, hashlib.sha256).hexdigest()
+    bad = "sha256=" + hmac.new(b"other", ts.encode() + b"." + body, hashlib.sha256).hexdigest()
+    hdr = {"content-type": "application/json", "X-Lakeloop-Timestamp": ts}
     assert c.post("/lakefs/events", content=body, headers={**hdr, "X-Lakeloop-Signature": bad}).status_code == 401
     r = c.post("/lakefs/events", content=body, headers={**hdr, "X-Lakeloop-Signature": good})
     assert r.status_code == 200, r.text
     assert len(rec.events) == 1
+
+
+def test_replayed_signature_outside_the_window_is_refused(ledger: Ledger, rec: Recorder) -> None:
+    """A request captured and sent again later is refused, though its signature is genuine."""
+    c = TestClient(create_app(BridgeConfig(**SECRETS, ledger=ledger, emitter=rec, replay_window_s=300)))
+    body = json.dumps(post_commit("replayed")).encode()
+    hdr = {"content-type": "application/json"}
+    captured = signed_headers(SECRET, body, now=time.time() - 301)
+    r = c.post("/lakefs/events", content=body, headers={**hdr, **captured})
+    assert r.status_code == 401 and "outside the replay window of 300 s" in r.json()["error"], r.text
+    ahead = signed_headers(SECRET, body, now=time.time() + 301)  # a clock far ahead is no loophole
+    assert c.post("/lakefs/events", content=body, headers={**hdr, **ahead}).status_code == 401
+    assert rec.events == []
+    # the same body signed now passes: the window, not the body, refused it
+    r = c.post("/lakefs/events", content=body, headers={**hdr, **signed_headers(SECRET, body)})
+    assert r.status_code == 200 and len(rec.events) == 1, r.text
+
+
+def test_a_signature_without_its_timestamp_is_refused(ledger: Ledger, rec: Recorder) -> None:
+    """The old body-only HMAC could be replayed forever; the timestamp is signed, so it cannot be moved."""
+    c = client(ledger, rec)
+    body = json.dumps(post_commit()).encode()
+    body_only = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+    r = c.post("/lakefs/events", content=body, headers={"X-Lakeloop-Signature": body_only})
+    assert r.status_code == 401 and "X-Lakeloop-Timestamp" in r.json()["error"]
+    moved = {**signed_headers(SECRET, body, now=time.time() - 3600), "X-Lakeloop-Timestamp": str(int(time.time()))}
+    r = c.post("/lakefs/events", content=body, headers=moved)
+    assert r.status_code == 401 and "wrong X-Lakeloop-Signature" in r.json()["error"]
+    assert rec.events == []
+
+
+@pytest.mark.parametrize("path", ["/lakefs/events", "/lakefs/pre-merge"])
+def test_label_studio_secret_opens_no_lakefs_endpoint(ledger: Ledger, rec: Recorder, path: str) -> None:
+    """Every Label Studio admin can read its webhook's secret: it must not let them fake a lakeFS commit."""
+    c = client(ledger, rec, gate=lambda ev: MergeCheck(ok=True))
+    r = c.post(path, json=post_commit(), headers=LS_AUTH)
+    assert r.status_code == 401 and "Label Studio's secret" in r.json()["error"], r.text
+    body = json.dumps(post_commit()).encode()
+    r = c.post(path, content=body, headers=signed_headers(LS_SECRET, body))
+    assert r.status_code == 401 and "Label Studio's secret" in r.json()["error"], r.text
+    # and the other way round: lakeFS's secret is no Label Studio answer
+    r = c.post("/label-studio/events", json={"action": "ANNOTATION_CREATED"}, headers=AUTH)
+    assert r.status_code == 401 and "lakeFS's secret" in r.json()["error"]
+    assert rec.events == []
+    assert LS_SECRET not in r.text and SECRET not in r.text  # a refusal names the secret's owner, never the secret
 
 
 # ---- validation --------------------------------------------------------------------------------
@@ -136,7 +187,7 @@ def test_commits_on_branches_nobody_watches_are_ignored(ledger: Ledger, rec: Rec
     from lakeloop.branches import BranchPolicy
 
     policy = BranchPolicy(watched=("main",), experiments=("experiment-*",))
-    c = TestClient(create_app(BridgeConfig(secret=SECRET, ledger=ledger, emitter=rec, branches=policy)))
+    c = TestClient(create_app(BridgeConfig(**SECRETS, ledger=ledger, emitter=rec, branches=policy)))
     r = c.post("/lakefs/events", json=post_commit("s1", branch_id="scratch"), headers=AUTH)
     assert r.status_code == 200 and r.json()["status"] == "ignored" and rec.events == []
     assert not ledger.is_settled(commit_key("churn", "s1"))  # a later policy that relays it may still replay it
@@ -208,10 +259,10 @@ def ls_body(action: str = "ANNOTATION_CREATED", ann: int = 7, updated: str = "20
 
 def test_label_studio_annotation_emits_labels_ready_once_per_version(ledger: Ledger, rec: Recorder) -> None:
     c = client(ledger, rec)
-    assert c.post("/label-studio/events", json=ls_body(), headers=AUTH).json()["status"] == "emitted"
-    assert c.post("/label-studio/events", json=ls_body(), headers=AUTH).json()["status"] == "duplicate"
+    assert c.post("/label-studio/events", json=ls_body(), headers=LS_AUTH).json()["status"] == "emitted"
+    assert c.post("/label-studio/events", json=ls_body(), headers=LS_AUTH).json()["status"] == "duplicate"
     upd = ls_body("ANNOTATION_UPDATED", updated="2026-07-23T11:00:00Z")
-    assert c.post("/label-studio/events", json=upd, headers=AUTH).json()["status"] == "emitted"
+    assert c.post("/label-studio/events", json=upd, headers=LS_AUTH).json()["status"] == "emitted"
     assert [e.event for e in rec.events] == [LABELS_READY, LABELS_READY]
     ev = rec.events[0]
     assert ev.resource.id == "lakeloop.label-studio.project.12"
@@ -222,12 +273,12 @@ def test_label_studio_annotation_emits_labels_ready_once_per_version(ledger: Led
 def test_label_studio_burst_is_announced_once_after_a_quiet_period(ledger: Ledger, rec: Recorder) -> None:
     import time
 
-    app = create_app(BridgeConfig(secret=SECRET, ledger=ledger, emitter=rec, labels_quiet_s=0.5))
+    app = create_app(BridgeConfig(**SECRETS, ledger=ledger, emitter=rec, labels_quiet_s=0.5))
     with TestClient(app) as c:  # the context keeps the app's event loop (and its timers) running
-        statuses = [c.post("/label-studio/events", json=ls_body(ann=i), headers=AUTH).json()["status"]
+        statuses = [c.post("/label-studio/events", json=ls_body(ann=i), headers=LS_AUTH).json()["status"]
                     for i in range(20)]
         assert statuses == ["queued"] * 20
-        assert c.post("/label-studio/events", json=ls_body(ann=3), headers=AUTH).json()["status"] == "duplicate"
+        assert c.post("/label-studio/events", json=ls_body(ann=3), headers=LS_AUTH).json()["status"] == "duplicate"
         assert rec.events == [], "nothing is announced while answers keep coming"
         deadline = time.monotonic() + 5
         while not rec.events and time.monotonic() < deadline:
@@ -241,9 +292,9 @@ def test_label_studio_announcement_is_retried_when_prefect_refuses(ledger: Ledge
     import time
 
     rec.fail = True
-    app = create_app(BridgeConfig(secret=SECRET, ledger=ledger, emitter=rec, labels_quiet_s=0.3))
+    app = create_app(BridgeConfig(**SECRETS, ledger=ledger, emitter=rec, labels_quiet_s=0.3))
     with TestClient(app) as c:
-        c.post("/label-studio/events", json=ls_body(ann=1), headers=AUTH)
+        c.post("/label-studio/events", json=ls_body(ann=1), headers=LS_AUTH)
         time.sleep(0.6)
         assert rec.events == []
         rec.fail = False
@@ -267,13 +318,13 @@ def test_answers_arriving_during_an_announcement_are_announced_later(ledger: Led
         release.wait(5)
         events.append(event)
 
-    app = create_app(BridgeConfig(secret=SECRET, ledger=ledger, emitter=slow, labels_quiet_s=0.2))
+    app = create_app(BridgeConfig(**SECRETS, ledger=ledger, emitter=slow, labels_quiet_s=0.2))
     with TestClient(app) as c:
         for i in range(3):
-            c.post("/label-studio/events", json=ls_body(ann=i), headers=AUTH)
+            c.post("/label-studio/events", json=ls_body(ann=i), headers=LS_AUTH)
         assert entered.wait(5), "the first announcement started"
         for i in range(3, 5):  # while the emit is in flight
-            assert c.post("/label-studio/events", json=ls_body(ann=i), headers=AUTH).json()["status"] == "queued"
+            assert c.post("/label-studio/events", json=ls_body(ann=i), headers=LS_AUTH).json()["status"] == "queued"
         release.set()
         deadline = time.monotonic() + 5
         keys = [annotation_key(12, f"{i}@2026-07-23T10:00:00Z") for i in range(5)]
@@ -292,14 +343,14 @@ def test_answer_keys_are_done_only_after_their_announcement(ledger: Ledger, rec:
     import time
 
     rec.fail = True
-    app = create_app(BridgeConfig(secret=SECRET, ledger=ledger, emitter=rec, labels_quiet_s=0.2))
+    app = create_app(BridgeConfig(**SECRETS, ledger=ledger, emitter=rec, labels_quiet_s=0.2))
     key = annotation_key(12, "1@2026-07-23T10:00:00Z")
     with TestClient(app) as c:
-        c.post("/label-studio/events", json=ls_body(ann=1), headers=AUTH)
+        c.post("/label-studio/events", json=ls_body(ann=1), headers=LS_AUTH)
         time.sleep(0.5)  # at least one failed announcement
         d = ledger.get(key)
         assert d is not None and d.state == "claimed" and not ledger.is_settled(key)
-        assert c.post("/label-studio/events", json=ls_body(ann=1), headers=AUTH).json()["status"] == "duplicate"
+        assert c.post("/label-studio/events", json=ls_body(ann=1), headers=LS_AUTH).json()["status"] == "duplicate"
         rec.fail = False
         deadline = time.monotonic() + 5
         while not ledger.is_settled(key) and time.monotonic() < deadline:
@@ -310,10 +361,10 @@ def test_answer_keys_are_done_only_after_their_announcement(ledger: Ledger, rec:
 def test_label_studio_other_actions_ignored_and_malformed_rejected(ledger: Ledger, rec: Recorder) -> None:
     c = client(ledger, rec)
     assert c.post("/label-studio/events", json={"action": "PROJECT_UPDATED", "project": {"id": 1}},
-                  headers=AUTH).json()["status"] == "ignored"
-    r = c.post("/label-studio/events", json={"action": "ANNOTATION_CREATED", "project": {"id": 1}}, headers=AUTH)
+                  headers=LS_AUTH).json()["status"] == "ignored"
+    r = c.post("/label-studio/events", json={"action": "ANNOTATION_CREATED", "project": {"id": 1}}, headers=LS_AUTH)
     assert r.status_code == 400
-    r = c.post("/label-studio/events", json={"annotation": {"id": 1}}, headers=AUTH)
+    r = c.post("/label-studio/events", json={"annotation": {"id": 1}}, headers=LS_AUTH)
     assert r.status_code == 400 and "action" in r.json()["error"]
     assert rec.events == []
 

@@ -48,7 +48,7 @@ class Stack:
         return self.settings.repository
 
     def start_bridge(self) -> None:
-        self.bridge = start_bridge(self.home, self.port, api_url=self.prefect.api_url, secret=SECRET,
+        self.bridge = start_bridge(self.home, self.port, api_url=self.prefect.api_url, lakefs_secret=SECRET,
                                    lakefs=self.settings, repositories=[self.repo], reconcile_interval=3600,
                                    experiments=["ingest-*"])  # side branches are relayed only when configured
 

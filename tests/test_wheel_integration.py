@@ -131,7 +131,7 @@ def product(installed: Installed, lakefs_server: LakeFSServer, mlflow_server: st
         LAKEFS_STORAGE_NAMESPACE=f"local://{repo}",
         MLFLOW_TRACKING_URI=mlflow_server, MLFLOW_EXPERIMENT_NAME=f"lakeloop-{repo}", MLFLOW_MODEL_NAME=repo,
         PREFECT_API_URL=own_prefect.url,
-        LAKELOOP_BRIDGE_URL=f"http://127.0.0.1:{free_port()}", LAKELOOP_BRIDGE_SECRET=HOOK_TOKEN,
+        LAKELOOP_BRIDGE_URL=f"http://127.0.0.1:{free_port()}", LAKELOOP_BRIDGE_LAKEFS_SECRET=HOOK_TOKEN,
         LAKELOOP_HOME=str(home), LAKELOOP_TRAIN_FOLDS="3", LAKELOOP_TRAIN_N_ESTIMATORS="100",
     )
     try:

@@ -22,7 +22,7 @@ from infra.bridge.service import build_config
 from lakeloop.adapters.prefect_events import replay_outbox
 from lakeloop.branches import BranchPolicy
 from lakeloop.event_outbox import EventOutbox
-from lakeloop.settings import get_settings
+from lakeloop.settings import check_secrets, get_settings
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -41,6 +41,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     settings = get_settings()
+    check_secrets(settings, bind_hosts=(args.host,))
     config = build_config(settings, gate=not args.no_gate)
     publish = config.emitter
     sent_commits = SentCommitEvents.at(settings.state_dir)

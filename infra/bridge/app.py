@@ -1,8 +1,9 @@
 """The bridge: lakeFS and Label Studio webhooks in, Prefect events out.
 
 Prefect OSS has no incoming webhooks and lakeFS has no Prefect hook, so this
-small ASGI app relays them. Every request is authenticated (shared-secret
-header or HMAC-SHA256 of the body), validated (400 and nothing emitted when
+small ASGI app relays them. Every request is authenticated with its sender's
+own secret (`infra.bridge.auth`: a token header, or a timestamped HMAC-SHA256
+refused outside the replay window), validated (400 and nothing emitted when
 malformed) and deduplicated through the durable ledger before an event is
 published; the ledger entry is only marked done once Prefect accepted the
 event, so a failed publish answers 503 and is retried (by lakeFS or by the
@@ -12,8 +13,6 @@ reconciler).
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -28,8 +27,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from infra.bridge.auth import DEFAULT_REPLAY_WINDOW_S, SenderAuth
 from infra.bridge.gate import MergeCheck
-from infra.bridge.lakefs_actions import SIGNATURE_HEADER, TOKEN_HEADER
 from infra.bridge.models import LabelStudioEvent, LakeFSHookEvent, error_list
 from lakeloop.branches import BranchPolicy
 from lakeloop.events import (
@@ -56,7 +55,8 @@ LS_ACTIONS = {"ANNOTATION_CREATED", "ANNOTATION_UPDATED"}
 
 @dataclass
 class BridgeConfig:
-    secret: str
+    lakefs_secret: str = field(repr=False)  # /lakefs/* only
+    label_studio_secret: str = field(repr=False)  # /label-studio/* only
     ledger: Ledger
     emitter: Emitter
     gate: MergeGate | None = None
@@ -68,6 +68,14 @@ class BridgeConfig:
     labels_quiet_s: float = 0.0
     # which branches' commits are relayed (None: all; the production wiring always sets it)
     branches: BranchPolicy | None = None
+    # a signed request's timestamp may be this far from the bridge's clock (see infra.bridge.auth)
+    replay_window_s: float = DEFAULT_REPLAY_WINDOW_S
+
+    def senders(self) -> tuple[SenderAuth, SenderAuth]:
+        """(lakeFS, Label Studio): each knows the other's secret only to name it when it is misused."""
+        lakefs, ls = "lakeFS", "Label Studio"
+        return (SenderAuth(lakefs, self.lakefs_secret, self.replay_window_s, {ls: self.label_studio_secret}),
+                SenderAuth(ls, self.label_studio_secret, self.replay_window_s, {lakefs: self.lakefs_secret}))
 
 
 def commit_payload(ev: LakeFSHookEvent, delivered_by: str = "bridge") -> CommitPayload:
@@ -96,20 +104,13 @@ def create_app(config: BridgeConfig) -> Starlette:
         count("ignored")
         return JSONResponse({"status": "ignored", "reason": reason})
 
-    def authorized(request: Request, body: bytes) -> bool:
-        token = request.headers.get(TOKEN_HEADER)
-        if token is not None:
-            return hmac.compare_digest(token.encode(), config.secret.encode())
-        sig = request.headers.get(SIGNATURE_HEADER)
-        if sig is not None:
-            want = "sha256=" + hmac.new(config.secret.encode(), body, hashlib.sha256).hexdigest()
-            return hmac.compare_digest(sig.encode(), want.encode())
-        return False
+    lakefs_sender, label_studio_sender = config.senders()
 
-    async def parse(request: Request, model: type[Body]) -> Body | JSONResponse:
+    async def parse(request: Request, model: type[Body], sender: SenderAuth) -> Body | JSONResponse:
         body = await request.body()
-        if not authorized(request, body):
-            return refuse("unauthorized", f"missing or wrong {TOKEN_HEADER} / {SIGNATURE_HEADER}", 401)
+        refusal = sender.refusal(request.headers, body)
+        if refusal is not None:
+            return refuse("unauthorized", refusal, 401)
         try:
             data = json.loads(body)
         except ValueError as e:
@@ -119,11 +120,12 @@ def create_app(config: BridgeConfig) -> Starlette:
         except ValidationError as e:
             return refuse("malformed", f"invalid {model.__name__}: {error_list(e.errors())}", 400)
 
-    def hook(model: type[Body], handle: Callable[[Body], Awaitable[JSONResponse]]
+    def hook(model: type[Body], handle: Callable[[Body], Awaitable[JSONResponse]], sender: SenderAuth
              ) -> Callable[[Request], Awaitable[JSONResponse]]:
-        """An endpoint that answers unauthenticated or malformed requests itself; `handle` sees valid bodies only."""
+        """An endpoint that answers requests not from `sender`, or malformed ones, itself; `handle` sees valid
+        bodies only."""
         async def endpoint(request: Request) -> JSONResponse:
-            ev = await parse(request, model)
+            ev = await parse(request, model, sender)
             return ev if isinstance(ev, JSONResponse) else await handle(ev)
 
         return endpoint
@@ -247,7 +249,8 @@ def create_app(config: BridgeConfig) -> Starlette:
 
     return Starlette(routes=[
         Route("/health", health, methods=["GET"]),
-        Route("/lakefs/events", hook(LakeFSHookEvent, lakefs_events), methods=["POST"]),
-        Route("/lakefs/pre-merge", hook(LakeFSHookEvent, lakefs_pre_merge), methods=["POST"]),
-        Route("/label-studio/events", hook(LabelStudioEvent, label_studio_events), methods=["POST"]),
+        Route("/lakefs/events", hook(LakeFSHookEvent, lakefs_events, lakefs_sender), methods=["POST"]),
+        Route("/lakefs/pre-merge", hook(LakeFSHookEvent, lakefs_pre_merge, lakefs_sender), methods=["POST"]),
+        Route("/label-studio/events", hook(LabelStudioEvent, label_studio_events, label_studio_sender),
+              methods=["POST"]),
     ])

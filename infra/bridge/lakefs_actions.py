@@ -4,8 +4,10 @@
 lakeFS reads one action per file and runs every hook of an action for every
 event in its `on:`, so the single action has two hooks and each bridge endpoint
 answers 200 "ignored" to the event types that belong to the other one. The
-token is not written into the repository: lakeFS substitutes
-`{{ ENV.LAKEFSACTION_... }}` from its own environment when it calls the hook.
+token (the bridge's lakeFS secret, never Label Studio's) is not written into the
+repository: lakeFS substitutes `{{ ENV.LAKEFSACTION_... }}` from its own
+environment when it calls the hook, and masks it in the hook's output. It travels
+as a header, not a query parameter, so no URL in any log carries it.
 """
 
 from __future__ import annotations
@@ -14,11 +16,10 @@ from collections.abc import Sequence
 
 import yaml
 
+from infra.bridge.auth import TOKEN_HEADER
 from lakeloop.settings import Settings
 
 ACTIONS_FILE = "lakeloop.yaml"
-TOKEN_HEADER = "X-Lakeloop-Token"
-SIGNATURE_HEADER = "X-Lakeloop-Signature"
 DEFAULT_TOKEN_ENV = "LAKEFSACTION_LAKELOOP_TOKEN"
 
 

@@ -18,6 +18,7 @@ def build_config(settings: Settings, *, gate: bool = True):  # type: ignore[no-u
     from infra.bridge.app import BridgeConfig
     from infra.bridge.gate import SpecMergeGate
     from lakeloop.adapters.prefect_events import post_events
+    from lakeloop.adapters.secrets import reveal
     from lakeloop.branches import BranchPolicy
     from lakeloop.spec import DatasetSpec
     from lakeloop.state import Ledger
@@ -29,7 +30,9 @@ def build_config(settings: Settings, *, gate: bool = True):  # type: ignore[no-u
         post_events([event], api_url)
 
     return BridgeConfig(
-        secret=settings.bridge.secret,
+        lakefs_secret=reveal(settings.bridge.lakefs_secret),
+        label_studio_secret=reveal(settings.bridge.label_studio_secret),
+        replay_window_s=settings.bridge.replay_window_s,
         ledger=Ledger.at(settings.state_dir),
         emitter=emitter,
         gate=SpecMergeGate(DatasetSpec.from_yaml(settings.spec_path), settings.lakefs,
@@ -44,7 +47,8 @@ def start_bridge(
     port: int,
     *,
     api_url: str | None = None,
-    secret: str | None = None,
+    lakefs_secret: str | None = None,
+    label_studio_secret: str | None = None,
     lakefs: LakeFSSettings | None = None,
     repositories: Sequence[str] | None = None,
     reconcile_interval: float = 180.0,
@@ -52,12 +56,15 @@ def start_bridge(
     timeout: float = 180.0,
     experiments: Sequence[str] | None = None,
 ) -> Service:
-    """`python -m infra.bridge` on loopback; state (ledger) under `home/state`."""
+    """`python -m infra.bridge` on loopback; state (ledger) under `home/state`. Each sender's secret (as
+    configured: a Prefect Secret block reference stays one), else the environment's."""
     env = {"LAKELOOP_HOME": str(home)}
     if api_url:
         env["PREFECT_API_URL"] = api_url
-    if secret:
-        env["LAKELOOP_BRIDGE_SECRET"] = secret
+    if lakefs_secret:
+        env["LAKELOOP_BRIDGE_LAKEFS_SECRET"] = lakefs_secret
+    if label_studio_secret:
+        env["LAKELOOP_BRIDGE_LABEL_STUDIO_SECRET"] = label_studio_secret
     if spec_path:
         env["LAKELOOP_SPEC_PATH"] = str(spec_path)
     if experiments is not None:  # glob patterns of experiment branches (else the environment's setting)

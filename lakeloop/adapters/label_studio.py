@@ -23,6 +23,7 @@ from label_studio_sdk import LabelStudio
 from label_studio_sdk.core.api_error import ApiError
 from pydantic import BaseModel
 
+from lakeloop.adapters.secrets import reveal
 from lakeloop.settings import Settings
 from lakeloop.task_outbox import Outbox
 
@@ -82,7 +83,7 @@ class LabelStudioAdapter:
 
     def __init__(self, url: str, token: str, state_dir: Path, *, timeout: float = 60.0) -> None:
         self.url = url.rstrip("/")
-        self.client = LabelStudio(base_url=self.url, api_key=token, timeout=timeout, max_retries=1)
+        self.client = LabelStudio(base_url=self.url, api_key=reveal(token), timeout=timeout, max_retries=1)
         self.outbox = Outbox.at(Path(state_dir))
 
     @classmethod

@@ -17,6 +17,7 @@ import polars as pl
 from lakefs.client import SINGLE_STORAGE_ID
 from lakefs.exceptions import ConflictException, NotFoundException
 
+from lakeloop.adapters.secrets import reveal
 from lakeloop.settings import LakeFSSettings, get_settings
 
 DATA_SUFFIXES = (".parquet", ".csv")
@@ -57,7 +58,7 @@ class Lake:
 
     def __post_init__(self) -> None:
         s = self.settings
-        self.client = lakefs.Client(host=s.endpoint, username=s.access_key_id, password=s.secret_access_key)
+        self.client = lakefs.Client(host=s.endpoint, username=s.access_key_id, password=reveal(s.secret_access_key))
         self.repo = lakefs.Repository(s.repository, client=self.client)
         self._pre_sign: bool | None = None
 

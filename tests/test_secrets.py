@@ -1,0 +1,110 @@
+"""Secrets: one per webhook sender, only from the environment (or a Prefect Secret block), and the published
+local defaults refused wherever a server is reachable from elsewhere."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import pytest
+
+from lakeloop.adapters.secrets import block_name, reveal
+from lakeloop.settings import (
+    BridgeSettings,
+    InsecureSecrets,
+    Settings,
+    check_secrets,
+    configured_secrets,
+    is_loopback,
+)
+
+SECRET_ENVS = ("LAKELOOP_BRIDGE_SECRET", "LAKELOOP_BRIDGE_LAKEFS_SECRET", "LAKELOOP_BRIDGE_LABEL_STUDIO_SECRET",
+               "LAKEFS_SECRET_ACCESS_KEY", "LAKECTL_CREDENTIALS_SECRET_ACCESS_KEY", "LABEL_STUDIO_API_TOKEN",
+               "LABEL_STUDIO_API_KEY", "LABEL_STUDIO_PASSWORD", "LAKEFS_ENDPOINT", "LAKECTL_SERVER_ENDPOINT_URL",
+               "MLFLOW_TRACKING_URI", "PREFECT_API_URL", "LAKELOOP_PREFECT_API_URL", "LABEL_STUDIO_URL",
+               "LAKELOOP_BRIDGE_URL")
+OWN = {"LAKEFS_SECRET_ACCESS_KEY": "a-real-lakefs-key", "LABEL_STUDIO_API_TOKEN": "a-real-ls-token",
+       "LABEL_STUDIO_PASSWORD": "a-real-ls-password", "LAKELOOP_BRIDGE_LAKEFS_SECRET": "a-real-hook-secret",
+       "LAKELOOP_BRIDGE_LABEL_STUDIO_SECRET": "a-real-ls-hook-secret"}
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name in SECRET_ENVS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)  # no .env of the checkout
+
+
+def test_each_sender_has_its_own_secret_by_default() -> None:
+    b = BridgeSettings()
+    assert b.lakefs_secret.get_secret_value() != b.label_studio_secret.get_secret_value()
+    assert "lakeloop-local" not in repr(b)  # SecretStr: a logged settings object shows no secret
+
+
+def test_defaults_are_fine_on_loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    check_secrets(Settings())  # the local stack: every server on 127.0.0.1
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow.internal:5000")
+    with pytest.raises(InsecureSecrets) as e:
+        check_secrets(Settings())
+    msg = str(e.value)
+    assert all(name in msg for name in OWN), msg
+    assert "MLFLOW_TRACKING_URI=http://mlflow.internal:5000" in msg
+    assert all(v not in msg for v in configured_secrets(Settings()).values())  # names, never values
+    assert pickle.loads(pickle.dumps(e.value)).args == e.value.args
+
+
+def test_a_process_listening_beyond_loopback_needs_real_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(InsecureSecrets, match="listening on 0.0.0.0"):
+        check_secrets(Settings(), bind_hosts=("0.0.0.0",))
+    for k, v in OWN.items():
+        monkeypatch.setenv(k, v)
+    check_secrets(Settings(), bind_hosts=("0.0.0.0",))
+    monkeypatch.setenv("LAKELOOP_BRIDGE_LABEL_STUDIO_SECRET", "change-me-label-studio-hook")  # .env.example's
+    with pytest.raises(InsecureSecrets, match="LAKELOOP_BRIDGE_LABEL_STUDIO_SECRET is a change-me placeholder"):
+        check_secrets(Settings(), bind_hosts=("::",))
+
+
+def test_the_deprecated_shared_secret_still_works_but_not_beyond_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
+    for k, v in OWN.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.delenv("LAKELOOP_BRIDGE_LAKEFS_SECRET")
+    monkeypatch.delenv("LAKELOOP_BRIDGE_LABEL_STUDIO_SECRET")
+    monkeypatch.setenv("LAKELOOP_BRIDGE_SECRET", "old-shared-secret")
+    s = Settings()
+    assert s.bridge.lakefs_secret.get_secret_value() == s.bridge.label_studio_secret.get_secret_value() == \
+        "old-shared-secret"
+    check_secrets(s)
+    with pytest.raises(InsecureSecrets, match="are one secret"):
+        check_secrets(s, bind_hosts=("10.0.0.5",))
+    monkeypatch.setenv("LAKELOOP_BRIDGE_LAKEFS_SECRET", "new-lakefs-secret")  # the new name wins
+    assert Settings().bridge.lakefs_secret.get_secret_value() == "new-lakefs-secret"
+
+
+@pytest.mark.parametrize("host, loopback", [("127.0.0.1", True), ("127.8.0.1", True), ("localhost", True),
+                                            ("::1", True), ("[::1]", True), ("0.0.0.0", False), ("::", False),
+                                            ("lakefs", False), ("10.1.2.3", False), (None, False)])
+def test_loopback(host: str | None, loopback: bool) -> None:
+    assert is_loopback(host) is loopback
+
+
+def test_the_bridge_refuses_to_listen_beyond_loopback_with_published_secrets() -> None:
+    from infra.bridge.__main__ import main
+
+    with pytest.raises(InsecureSecrets, match="listening on 0.0.0.0"):
+        main(["--host", "0.0.0.0", "--reconcile-interval", "0"])
+
+
+def test_init_refuses_remote_servers_with_published_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    from infra.stack import init_stack
+
+    monkeypatch.setenv("LAKEFS_ENDPOINT", "http://lakefs:8000")  # the compose stack, .env left unedited
+    with pytest.raises(InsecureSecrets, match="LAKEFS_ENDPOINT=http://lakefs:8000"):
+        init_stack(Settings(), wait_s=0)
+
+
+def test_prefect_secret_block_references() -> None:
+    assert block_name("{{ prefect.blocks.secret.lakeloop-lakefs-hook }}") == "lakeloop-lakefs-hook"
+    assert block_name("{{prefect.blocks.secret.x1}}") == "x1"
+    assert block_name("plain-secret") is None
+    assert block_name("{{ prefect.blocks.json.x }}") is None
+    assert reveal("plain-secret") == "plain-secret"
