@@ -32,8 +32,14 @@ def lakefs_serve(
     ),
 ) -> None:
     """Run the lakeFS-compatible server in the foreground (credentials from LAKEFS_ACCESS_KEY_ID/SECRET)."""
-    from infra.lakefs_server.serve import serve
+    import os
 
+    from infra.lakefs_server.serve import ENV_SECRET, serve
+    from lakeloop.settings import InsecureSecrets, is_loopback, is_published_secret
+
+    if not is_loopback(host) and is_published_secret(os.environ.get(ENV_SECRET) or ""):
+        raise InsecureSecrets(f"refusing to listen on {host}: {ENV_SECRET} is a published default; set your own "
+                              "(or unset it: the server then generates one and prints it)")
     serve(host=host, port=port, data_dir=data_dir)  # credentials: `serve` reads the environment
 
 

@@ -359,6 +359,11 @@ def _published_secrets() -> set[str]:
     return {f.default.get_secret_value() if isinstance(f.default, SecretStr) else str(f.default) for f in fields}
 
 
+def is_published_secret(value: str) -> bool:
+    """A default this repository publishes, or a `change-me…` placeholder of `infra/.env.example`."""
+    return value in _published_secrets() or value.lower().startswith("change-me")
+
+
 def configured_secrets(s: Settings) -> dict[str, str]:
     """Every secret lakeloop is configured with, by its environment name, as configured (a Prefect Secret
     block reference stays a reference: `lakeloop.adapters.secrets.reveal` reads it)."""
@@ -412,8 +417,7 @@ def check_secrets(s: Settings, bind_hosts: tuple[str, ...] = ()) -> None:
         return
     published = _published_secrets()
     problems = [f"{name} is {'the published local default' if value in published else 'a change-me placeholder'}"
-                for name, value in configured_secrets(s).items()
-                if value in published or value.lower().startswith("change-me")]
+                for name, value in configured_secrets(s).items() if is_published_secret(value)]
     if s.bridge.lakefs_secret.get_secret_value() == s.bridge.label_studio_secret.get_secret_value():
         problems.append("LAKELOOP_BRIDGE_LAKEFS_SECRET and LAKELOOP_BRIDGE_LABEL_STUDIO_SECRET are one secret "
                         f"(the deprecated {DEPRECATED_BRIDGE_SECRET_ENV} sets both): a Label Studio admin could "

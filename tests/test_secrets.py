@@ -108,3 +108,32 @@ def test_prefect_secret_block_references() -> None:
     assert block_name("plain-secret") is None
     assert block_name("{{ prefect.blocks.json.x }}") is None
     assert reveal("plain-secret") == "plain-secret"
+
+
+def test_the_compose_stack_publishes_ports_on_loopback_and_takes_every_secret_from_its_env_file() -> None:
+    import re
+
+    import yaml
+
+    infra = Path(__file__).resolve().parents[1] / "infra"
+    compose = yaml.safe_load((infra / "docker-compose.yml").read_text())
+    ports = [p for svc in compose["services"].values() for p in svc.get("ports", [])]
+    assert ports and all(p.startswith("127.0.0.1:") for p in ports), ports
+    env = compose["x-lakeloop-env"]
+    for name in OWN:
+        if name in env:
+            assert re.fullmatch(r"\$\{" + name + r":\?[^}]+\}", env[name]), (name, env[name])
+    assert {"LAKELOOP_BRIDGE_LAKEFS_SECRET", "LAKELOOP_BRIDGE_LABEL_STUDIO_SECRET"} <= set(env)
+    assert "LAKELOOP_BRIDGE_SECRET" not in env
+    lakefs_env = compose["services"]["lakefs"]["environment"]
+    assert lakefs_env["LAKEFSACTION_LAKELOOP_TOKEN"] == "${LAKELOOP_BRIDGE_LAKEFS_SECRET}"  # lakeFS's, not Label Studio's
+
+
+def test_lakefs_serve_refuses_a_published_key_beyond_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from infra.cli import app
+
+    monkeypatch.setenv("LAKEFS_SECRET_ACCESS_KEY", Settings().lakefs.secret_access_key)  # the published default
+    result = CliRunner().invoke(app, ["lakefs", "serve", "--host", "0.0.0.0", "--port", "1"])
+    assert isinstance(result.exception, InsecureSecrets) and "LAKEFS_SECRET_ACCESS_KEY" in str(result.exception)

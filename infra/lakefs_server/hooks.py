@@ -40,6 +40,7 @@ _NAME = re.compile(r"^\w[\w\-. ]+$")
 _HOOK_ID = re.compile(r"^[_a-zA-Z][\-_a-zA-Z0-9]{1,255}$")
 _ENV_REF = re.compile(r"\{\{\s*ENV\.([A-Za-z0-9_]+)\s*\}\}")
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
+SECRET_MASK = "*******"  # what lakeFS's hook output shows for a value read from its environment (SecureString)
 _UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
@@ -271,15 +272,21 @@ class Runner:
             for k, v in (props.get("headers") or {}).items():
                 headers[str(k)] = _expand(str(v))
             params: list[tuple[str, str]] = []
+            shown: list[str] = []  # as lakeFS logs them: a value read from the environment is a secret, masked
             for k, v in (props.get("query_params") or {}).items():
                 for item in v if isinstance(v, list) else [v]:
                     params.append((str(k), _expand(str(item))))
+                    secret = _ENV_REF.search(str(item)) is not None
+                    shown.append(f"{urllib.parse.quote(str(k))}="
+                                 f"{SECRET_MASK if secret else urllib.parse.quote(params[-1][1])}")
         except ActionError as e:
             return False, f"webhook request failed: {e}"
         body = json.dumps(event.payload(action, hook.id), separators=(",", ":")).encode()
-        url = str(props["url"])
+        url = shown_url = str(props["url"])
         if params:
-            url += ("&" if urllib.parse.urlsplit(url).query else "?") + urllib.parse.urlencode(params)
+            sep = "&" if urllib.parse.urlsplit(url).query else "?"
+            url += sep + urllib.parse.urlencode(params)
+            shown_url += sep + "&".join(shown)
         req = urllib.request.Request(url, data=body, headers=headers, method="POST")
         try:
             with urllib.request.urlopen(req, timeout=parse_duration(props.get("timeout"))) as resp:
@@ -287,8 +294,8 @@ class Runner:
         except urllib.error.HTTPError as e:
             status, text = e.code, e.read(4096).decode(errors="replace")
         except (OSError, ValueError) as e:
-            return False, f"webhook request failed: {type(e).__name__}: {e}\nRequest: POST {url}\n{body.decode()}"
-        log = f"Request: POST {url}\n{body.decode()}\n\nResponse: {status}\n{text}"
+            return False, f"webhook request failed: {type(e).__name__}: {e}\nRequest: POST {shown_url}\n{body.decode()}"
+        log = f"Request: POST {shown_url}\n{body.decode()}\n\nResponse: {status}\n{text}"
         if not 200 <= status < 300:
             return False, f"webhook request failed (status code: {status})\n{log}"
         return True, log

@@ -148,8 +148,8 @@ def start_label_studio(
         "--port", str(port),
         "--data-dir", str(data_dir),
         "--username", username,
-        "--password", password,
-        "--user-token", token,
+        # the password and token travel in the environment only (LABEL_STUDIO_PASSWORD, LABEL_STUDIO_USER_TOKEN):
+        # a command line is readable by every local user (`ps`)
         "--enable-legacy-api-token",
         "--log-level", "WARNING",
     ]

@@ -27,6 +27,7 @@ hooks:
       timeout: 5s
       query_params:
         source: lakefs
+        token: "{{{{ ENV.LAKEFSACTION_LAKELOOP_TEST_TOKEN }}}}"
       headers:
         X-Token: "{{{{ ENV.LAKEFSACTION_LAKELOOP_TEST_TOKEN }}}}"
 """
@@ -91,6 +92,11 @@ def test_post_commit_webhook_gets_lakefs_payload(
     assert runs and runs[0].event_type == "post-commit"
     hooks = client.sdk_client.actions_api.list_run_hooks(repo.id, runs[0].run_id).results
     assert [(h.action, h.hook_id, h.status) for h in hooks] == [("notify mlops on commit", "notify_mlops", "completed")]
+    # a value from the environment is sent, and masked in the hook's output as lakeFS masks it
+    assert "token=lakeloop-hook-secret" in got.path
+    output = client.sdk_client.actions_api.get_run_hook_output(repo.id, runs[0].run_id, hooks[0].hook_run_id)
+    text = output.decode() if isinstance(output, bytes) else str(output)
+    assert "source=lakefs&token=*******" in text and "lakeloop-hook-secret" not in text
 
     # Branch filter: a commit on a branch not matching `ingest-*` fires nothing.
     other = repo.branch("scratch").create(source_reference=branch.id)
