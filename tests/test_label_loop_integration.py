@@ -3,18 +3,36 @@
 10% label noise on 5,000 synthetic rows → training → request-relabel sends 300 tasks to
 Label Studio → a simulated reviewer answers through Label Studio's API → ingest-labels
 merges the corrections into main → on-commit sees changed labels and retrains.
+
+The round then costs one more check, not another round: no configured secret turned up in any log,
+Prefect artifact or run, MLflow tag or param, or lakeFS commit, and every server listened on loopback only.
 """
 
 from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
 
 import polars as pl
 import pytest
 
 from infra.demo.synth import synth_batch
+from lakeloop.adapters.label_studio import LabelStudioAdapter
 from lakeloop.adapters.lakefs import Lake
-from lakeloop.settings import get_settings
+from lakeloop.settings import Settings, get_settings, is_loopback
 from tests.fixtures.label_studio import LabelStudioServer
 from tests.fixtures.loop_env import MakeLoopEnv
+from tests.fixtures.prefect import PrefectStack
+from tests.fixtures.secret_scan import (
+    command_lines,
+    lakefs_places,
+    leaks,
+    listening_addresses,
+    log_files,
+    mlflow_places,
+    prefect_places,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -24,25 +42,34 @@ REVIEWER = "reviewer@lakeloop.test"
 
 
 @pytest.fixture
-def loop_env(make_loop_env: MakeLoopEnv, label_studio: LabelStudioServer) -> Lake:
+def loop_env(make_loop_env: MakeLoopEnv, label_studio: LabelStudioServer, prefect_server: PrefectStack) -> Lake:
+    from prefect.blocks.system import Secret
+
+    # each webhook sender's own secret, Label Studio's from a Prefect Secret block: the scan looks for both
+    block = f"ls-hook-{uuid.uuid4().hex[:8]}"
+    Secret(value=f"ls-hook-{uuid.uuid4().hex}").save(block, overwrite=True)
     return make_loop_env("labels", lambda repo: {
         "LABEL_STUDIO_URL": label_studio.url,
         "LABEL_STUDIO_API_TOKEN": label_studio.token,
+        "LABEL_STUDIO_PASSWORD": label_studio.password,
         "LAKELOOP_LABELING_PROJECT_TITLE": f"review {repo}",
         "LAKELOOP_LABELING_TRUSTED_REVIEWERS": f'["{REVIEWER}"]',
+        "LAKELOOP_BRIDGE_LAKEFS_SECRET": f"lakefs-hook-{uuid.uuid4().hex}",
+        "LAKELOOP_BRIDGE_LABEL_STUDIO_SECRET": "{{ prefect.blocks.secret." + block + " }}",
     })
 
 
-def test_review_round_closes_the_loop(loop_env: Lake) -> None:
+def test_review_round_closes_the_loop(loop_env: Lake, prefect_server: PrefectStack,
+                                      tmp_path_factory: pytest.TempPathFactory) -> None:
     from flows.ingest_labels import ingest_labels
     from flows.on_commit import on_commit
     from flows.request_relabel import request_relabel
     from infra.demo.annotator import SimulatedAnnotator
-    from lakeloop.adapters.label_studio import LabelStudioAdapter
     from lakeloop.spec import DatasetSpec
     from tasks.data import dataset
 
     lake, settings = loop_env, get_settings()
+    started = datetime.now(UTC)
     spec = DatasetSpec.from_yaml(settings.spec_path)
     batch = synth_batch(ROWS, seed=7, label_noise=0.10)
     lake.write_frame("main", "data/001.parquet", batch.data)
@@ -95,3 +122,36 @@ def test_review_round_closes_the_loop(loop_env: Lake) -> None:
     retrain = on_commit(repository=lake.settings.repository, branch="main", commit_id=intake.merge_commit)
     assert retrain.decision.reason == "labels-changed" and retrain.model is not None
     assert retrain.model.version == "2"
+
+    assert_no_secret_leaked(lake, settings, adapter, req.project_id, prefect_server, started,
+                            tmp_path_factory.getbasetemp())
+
+
+def assert_no_secret_leaked(lake: Lake, settings: Settings, adapter: LabelStudioAdapter, project_id: int,
+                            prefect: PrefectStack, since: datetime, temp_root: Path) -> None:
+    from prefect.logging.handlers import APILogHandler
+
+    from lakeloop.adapters.secrets import reveal
+    from lakeloop.settings import configured_secrets
+
+    secrets = {name: reveal(value) for name, value in configured_secrets(settings).items()}
+    # Label Studio got its own secret, read from the Prefect Secret block, and nothing else's
+    (hook,) = [w for w in adapter.client.webhooks.list(project=str(project_id))
+               if w.url.endswith("/label-studio/events")]
+    assert hook.headers == {"X-Lakeloop-Token": secrets["LAKELOOP_BRIDGE_LABEL_STUDIO_SECRET"]}
+    assert secrets["LAKELOOP_BRIDGE_LABEL_STUDIO_SECRET"].startswith("ls-hook-")
+
+    APILogHandler().flush()  # the flows' log lines still on their way to Prefect
+    body = {"flow_runs": {"start_time": {"after_": since.isoformat()}}}
+    runs = [r["id"] for r in prefect._post("/flow_runs/filter", {**body, "limit": 200, "offset": 0})]
+    assert len(runs) >= 4, runs  # on-commit (x2), request-relabel (x2), ingest-labels (x2)
+    places = [*log_files(temp_root), *command_lines(), *prefect_places(prefect.api_url, runs),
+              *mlflow_places(settings.mlflow.tracking_uri, settings.mlflow.experiment, settings.mlflow.model_name),
+              *lakefs_places(lake)]
+    kinds = {" ".join(where.split(" ")[:2]) for where, _ in places}
+    assert {"prefect artifact", "prefect log", "mlflow run", "lakefs commit"} <= kinds, kinds  # read, not skipped
+    assert any("/logs/" in where for where, _ in places)
+    found = leaks(secrets, places)
+    exposed = {pid: addrs for pid, addrs in listening_addresses().items()
+               if not all(is_loopback(a.rsplit(":", 1)[0]) for a in addrs)}
+    assert not found and not exposed, f"secrets found: {found}; servers listening beyond loopback: {exposed}"

@@ -126,7 +126,8 @@ def test_the_compose_stack_publishes_ports_on_loopback_and_takes_every_secret_fr
     assert {"LAKELOOP_BRIDGE_LAKEFS_SECRET", "LAKELOOP_BRIDGE_LABEL_STUDIO_SECRET"} <= set(env)
     assert "LAKELOOP_BRIDGE_SECRET" not in env
     lakefs_env = compose["services"]["lakefs"]["environment"]
-    assert lakefs_env["LAKEFSACTION_LAKELOOP_TOKEN"] == "${LAKELOOP_BRIDGE_LAKEFS_SECRET}"  # lakeFS's, not Label Studio's
+    # lakeFS sends the lakeFS secret, never Label Studio's
+    assert lakefs_env["LAKEFSACTION_LAKELOOP_TOKEN"] == "${LAKELOOP_BRIDGE_LAKEFS_SECRET}"
 
 
 def test_lakefs_serve_refuses_a_published_key_beyond_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -137,3 +138,23 @@ def test_lakefs_serve_refuses_a_published_key_beyond_loopback(monkeypatch: pytes
     monkeypatch.setenv("LAKEFS_SECRET_ACCESS_KEY", Settings().lakefs.secret_access_key)  # the published default
     result = CliRunner().invoke(app, ["lakefs", "serve", "--host", "0.0.0.0", "--port", "1"])
     assert isinstance(result.exception, InsecureSecrets) and "LAKEFS_SECRET_ACCESS_KEY" in str(result.exception)
+
+
+def test_the_scan_finds_a_planted_secret_in_every_form_and_on_a_command_line() -> None:
+    """The secret-scan integration tests cannot pass by looking in the wrong way."""
+    import base64
+    import subprocess
+    import sys
+
+    from tests.fixtures.secret_scan import command_lines, leaks
+
+    secret = "planted/secret+value"
+    places = [("plain", f"x {secret} y"), ("quoted", "planted%2Fsecret%2Bvalue"),
+              ("basic auth", "Basic " + base64.b64encode(secret.encode()).decode()), ("clean", "nothing here")]
+    assert leaks({"S": secret}, places) == ["S in plain", "S in quoted", "S in basic auth"]
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", "--password", secret])
+    try:
+        assert any(f.startswith("S in command line of pid") for f in leaks({"S": secret}, command_lines()))
+    finally:
+        child.kill()
+        child.wait()
