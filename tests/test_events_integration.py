@@ -12,8 +12,10 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 
 from infra.bridge.lakefs_actions import ACTIONS_FILE, render_actions_yaml
@@ -21,11 +23,19 @@ from infra.bridge.service import start_bridge
 from infra.demo.synth import synth_batch
 from infra.procs import Service, free_port
 from lakeloop.adapters.lakefs import Lake
-from lakeloop.settings import LakeFSSettings
+from lakeloop.settings import BridgeSettings, LakeFSSettings
 from lakeloop.state import Ledger, commit_key
 from tests.fixtures.lake import lake_settings
-from tests.fixtures.lakefs import HOOK_ENV
+from tests.fixtures.lakefs import HOOK_ENV, LakeFSServer
 from tests.fixtures.prefect import PrefectStack
+from tests.fixtures.secret_scan import (
+    lakefs_places,
+    leaks,
+    listening_addresses,
+    log_files,
+    prefect_events,
+    prefect_places,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -212,3 +222,25 @@ emit(e.LABELS_READY, e.labels_resource(41),
     # an Optuna search per registered model would fight the loop for the cores: ensembles are weekly/on demand
     assert not [r for r in p.flow_runs("build-ensemble/build-ensemble")
                 if r["parameters"].get("commit_id") == f"m-{tag}"]
+
+
+def test_no_hook_secret_leaves_its_place_and_the_bridge_listens_on_loopback(
+        stack: Stack, lakefs_server: LakeFSServer) -> None:
+    """After the tests above (commits, merges, a blocked merge, an outage): lakeFS's hook secret is in no log,
+    hook output, commit, Prefect event or run; Label Studio's secret opens no lakeFS endpoint of the real bridge."""
+    assert stack.bridge is not None
+    ls_secret = BridgeSettings().label_studio_secret.get_secret_value()  # the bridge's (its environment's)
+    r = httpx.post(f"{stack.bridge.url}/lakefs/events", json={"event_type": "post-commit"},
+                   headers={"X-Lakeloop-Token": ls_secret}, timeout=10)
+    assert r.status_code == 401 and "Label Studio's secret" in r.json()["error"]
+
+    secrets = {"LAKEFSACTION_LAKELOOP_TEST_TOKEN": SECRET, "LAKEFS_SECRET_ACCESS_KEY": stack.settings.secret_access_key}
+    runs = [r["id"] for r in stack.prefect.flow_runs(ON_COMMIT)]
+    since = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
+    places = [*log_files(stack.home), *log_files(lakefs_server.home), *lakefs_places(stack.lake),
+              *prefect_places(stack.prefect.api_url, runs), *prefect_events(stack.prefect.api_url, since)]
+    assert any(where.startswith("lakefs hook output") for where, _ in places)
+    assert any(where.startswith("prefect event lakefs.") for where, _ in places)
+    assert not leaks(secrets, places)
+    addresses = listening_addresses()  # every server this session started
+    assert addresses[stack.bridge.pid] == [f"127.0.0.1:{stack.port}"], addresses
