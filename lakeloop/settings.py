@@ -45,7 +45,8 @@ class LakeFSSettings(BaseSettings):
                           validation_alias=_env("LAKEFS_ENDPOINT", "LAKECTL_SERVER_ENDPOINT_URL"))
     access_key_id: str = Field(default="AKIALAKELOOPLOCAL000",
                                validation_alias=_env("LAKEFS_ACCESS_KEY_ID", "LAKECTL_CREDENTIALS_ACCESS_KEY_ID"))
-    secret_access_key: str = Field(default="lakeloop-local-secret-key-change-me", validation_alias=_env(
+    # repr=False: a logged settings object (or a Lake in a traceback) shows no secret
+    secret_access_key: str = Field(default="lakeloop-local-secret-key-change-me", repr=False, validation_alias=_env(
         "LAKEFS_SECRET_ACCESS_KEY", "LAKECTL_CREDENTIALS_SECRET_ACCESS_KEY"))
     repository: str = "churn"
     default_branch: str = "main"
@@ -79,10 +80,10 @@ class LabelStudioSettings(BaseSettings):
 
     url: str = "http://127.0.0.1:8080"
     # the Label Studio SDK's LABEL_STUDIO_API_KEY too
-    api_token: str = Field(default="lakeloop0local0label0studio0token0000001",
+    api_token: str = Field(default="lakeloop0local0label0studio0token0000001", repr=False,
                            validation_alias=_env("LABEL_STUDIO_API_TOKEN", "LABEL_STUDIO_API_KEY"))
     username: str = "admin@lakeloop.local"
-    password: str = "lakeloop-admin"
+    password: str = Field(default="lakeloop-admin", repr=False)
 
 
 class LabelingSettings(BaseSettings):
