@@ -38,8 +38,9 @@ def lakefs_serve(
     from lakeloop.settings import InsecureSecrets, is_loopback, is_published_secret
 
     if not is_loopback(host) and is_published_secret(os.environ.get(ENV_SECRET) or ""):
-        raise InsecureSecrets(f"refusing to listen on {host}: {ENV_SECRET} is a published default; set your own "
-                              "(or unset it: the server then generates one and prints it)")
+        console.print(f"[red]{InsecureSecrets.__name__}: refusing to listen on {host}: {ENV_SECRET} is a published "
+                      "default; set your own (or unset it: the server then generates one and prints it)[/]")
+        raise typer.Exit(1)
     serve(host=host, port=port, data_dir=data_dir)  # credentials: `serve` reads the environment
 
 
@@ -83,8 +84,13 @@ def up(
 ) -> None:
     """Start the local stack on loopback: lakeFS-compatible server, MLflow, Prefect, bridge, worker."""
     from infra.stack import print_urls, start_stack
+    from lakeloop.settings import InsecureSecrets
 
-    stack = start_stack(command_settings(), with_label_studio=label_studio)
+    try:
+        stack = start_stack(command_settings(), with_label_studio=label_studio)
+    except InsecureSecrets as e:
+        console.print(f"[red]{e}[/]")
+        raise typer.Exit(1) from e
     print_urls(stack, console)
 
 
@@ -138,11 +144,12 @@ def init(
     """Prepare configured servers: lakeFS repository (if missing), actions file (commits reach the bridge,
     merges into watched branches are gated), work pool and deployments. Idempotent; the compose stack runs it."""
     from infra.stack import StackNotReady, init_stack
+    from lakeloop.settings import InsecureSecrets
 
     s = command_settings()
     try:
         deployed = init_stack(s, wait_s=wait)
-    except StackNotReady as e:
+    except (StackNotReady, InsecureSecrets) as e:
         console.print(f"[red]{e}[/]")
         raise typer.Exit(1) from e
     console.print(f"lakeFS repository {s.lakefs.repository}: actions installed (hooks call {s.bridge.url})")

@@ -142,7 +142,24 @@ def test_lakefs_serve_refuses_a_published_key_beyond_loopback(monkeypatch: pytes
 
     monkeypatch.setenv("LAKEFS_SECRET_ACCESS_KEY", Settings().lakefs.secret_access_key)  # the published default
     result = CliRunner().invoke(app, ["lakefs", "serve", "--host", "0.0.0.0", "--port", "1"])
-    assert isinstance(result.exception, InsecureSecrets) and "LAKEFS_SECRET_ACCESS_KEY" in str(result.exception)
+    said = " ".join(result.output.split())  # as rich wrapped it
+    assert result.exit_code == 1 and "LAKEFS_SECRET_ACCESS_KEY is a published default" in said
+
+
+def test_init_says_why_it_refuses(monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from infra.cli import app
+    from lakeloop.settings import get_settings
+
+    monkeypatch.setenv("PREFECT_API_URL", "http://prefect:4200/api")
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(app, ["init"])
+    finally:
+        get_settings.cache_clear()
+    said = " ".join(result.output.split())  # as rich wrapped it
+    assert result.exit_code == 1 and "refusing to start" in said and "PREFECT_API_URL=http://prefect:4200/api" in said
 
 
 def test_the_scan_finds_a_planted_secret_in_every_form_and_on_a_command_line() -> None:
