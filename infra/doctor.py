@@ -296,8 +296,16 @@ def _worker_polls(worker: dict[str, Any]) -> bool:
 # ---- bridge, Label Studio, spec ---------------------------------------------------
 def check_bridge(s: Settings, timeout: float = TIMEOUT_S) -> list[Check]:
     from infra.bridge.service import HEALTH_PATH
+    from lakeloop.settings import InsecureSecrets, check_secrets
 
     svc = _Service("bridge")
+    try:
+        check_secrets(s)
+    except InsecureSecrets as e:
+        svc.fail("secrets", str(e), "set LAKELOOP_BRIDGE_LAKEFS_SECRET and LAKELOOP_BRIDGE_LABEL_STUDIO_SECRET (and "
+                 "the others named) to secrets of your own; README, 'Webhook authentication and secrets'")
+    else:
+        svc.ok("secrets", "one per sender; no published default reaches a server beyond loopback")
     _reach(svc, f"{s.bridge.url.rstrip('/')}{HEALTH_PATH}", "start it (`lakeloop up` starts it) or set "
            f"LAKELOOP_BRIDGE_URL (now {s.bridge.url}); `lakeloop reconcile` re-sends the commits it missed", timeout)
     return svc.checks

@@ -180,3 +180,13 @@ def test_the_scan_finds_a_planted_secret_in_every_form_and_on_a_command_line() -
     finally:
         child.kill()
         child.wait()
+
+
+def test_doctor_names_the_refused_secrets_with_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:
+    from infra.doctor import check_bridge
+
+    ok = check_bridge(Settings(), timeout=0.2)[0]
+    assert (ok.name, ok.status) == ("secrets", "ok")
+    monkeypatch.setenv("LAKELOOP_BRIDGE_URL", "http://bridge:8765")
+    bad = check_bridge(Settings(), timeout=0.2)[0]
+    assert (bad.name, bad.status) == ("secrets", "fail") and "LAKELOOP_BRIDGE_LAKEFS_SECRET" in bad.fix
