@@ -151,10 +151,12 @@ class Server:
         if not auth.lower().startswith("basic "):
             return False
         try:
-            user, _, pw = base64.b64decode(auth[6:].strip()).decode().partition(":")
-        except (ValueError, UnicodeDecodeError):
+            user, _, pw = base64.b64decode(auth[6:].strip(), validate=True).partition(b":")
+        except ValueError:  # binascii.Error, or non-ASCII characters in the header
             return False
-        return hmac.compare_digest(user, self.access_key_id) and hmac.compare_digest(pw, self.secret_access_key)
+        # compared as UTF-8 bytes: compare_digest refuses str with non-ASCII characters (a 500 before)
+        user_ok = hmac.compare_digest(user, self.access_key_id.encode())
+        return hmac.compare_digest(pw, self.secret_access_key.encode()) and user_ok
 
     def endpoint(self, fn: Handler, auth: bool = True) -> Callable[[Request], Awaitable[Response]]:
         async def ep(request: Request) -> Response:
