@@ -62,7 +62,11 @@ class SpecMergeGate:
             return MergeCheck(False, problems=["pre-merge event without branch_id/source_ref"])
         lake = Lake(self.lakefs.model_copy(update={"repository": ev.repository_id}))
         prefix = self.lakefs.data_prefix
-        changes = [c for c in lake.diff(ev.branch_id, ev.source_ref, prefix=prefix)
+        try:
+            diff = lake.diff(ev.branch_id, ev.source_ref, prefix=prefix)
+        except LakeError as e:  # the event names a repository or ref lakeFS does not have: block, saying so
+            return MergeCheck(False, problems=[str(e)])
+        changes = [c for c in diff
                    if c.type in ("added", "changed", "conflict") and c.path.endswith((".parquet", ".csv"))]
         checked: list[str] = []
         problems: list[str] = []

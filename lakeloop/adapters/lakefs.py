@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 import lakefs
 import polars as pl
 from lakefs.client import SINGLE_STORAGE_ID
-from lakefs.exceptions import ConflictException, NotFoundException
+from lakefs.exceptions import BadRequestException, ConflictException, NotFoundException
 
 from lakeloop.adapters.secrets import reveal
 from lakeloop.settings import LakeFSSettings, get_settings
@@ -192,8 +192,14 @@ class Lake:
 
     # ---- diff and actions ----------------------------------------------
     def diff(self, left: str, right: str, prefix: str | None = None) -> list[Change]:
-        return [Change(path=c.path, type=c.type)
-                for c in self.repo.ref(left).diff(right, prefix=prefix)]
+        """Three-dot diff; a ref (or the repository) lakeFS does not have, or cannot parse, is a LakeError."""
+        try:
+            return [Change(path=c.path, type=c.type)
+                    for c in self.repo.ref(left).diff(right, prefix=prefix)]
+        except (NotFoundException, BadRequestException) as e:
+            what = "not found" if isinstance(e, NotFoundException) else "invalid"
+            raise LakeError(f"lakefs://{self.settings.repository}: diff {left!r}...{right!r}: {what} "
+                            f"({e.body.get('message') or e.reason})") from e
 
     def install_actions(self, branch: str, name: str, yaml_text: str, message: str | None = None) -> str | None:
         """Write `_lakefs_actions/<name>` and commit it; returns the commit id or None if unchanged."""
