@@ -30,6 +30,7 @@ from starlette.routing import Route
 from infra.bridge.auth import DEFAULT_REPLAY_WINDOW_S, SenderAuth
 from infra.bridge.gate import MergeCheck
 from infra.bridge.models import LabelStudioEvent, LakeFSHookEvent, error_list
+from infra.bridge.openapi import openapi_document
 from lakeloop.branches import BranchPolicy
 from lakeloop.events import (
     LABELS_READY,
@@ -247,8 +248,12 @@ def create_app(config: BridgeConfig) -> Starlette:
     async def health(request: Request) -> JSONResponse:
         return JSONResponse({"ok": True, "counters": config.counters})
 
+    async def openapi(request: Request) -> JSONResponse:
+        return JSONResponse(openapi_document())
+
     return Starlette(routes=[
         Route("/health", health, methods=["GET"]),
+        Route("/openapi.json", openapi, methods=["GET"]),
         Route("/lakefs/events", hook(LakeFSHookEvent, lakefs_events, lakefs_sender), methods=["POST"]),
         Route("/lakefs/pre-merge", hook(LakeFSHookEvent, lakefs_pre_merge, lakefs_sender), methods=["POST"]),
         Route("/label-studio/events", hook(LabelStudioEvent, label_studio_events, label_studio_sender),
