@@ -72,6 +72,10 @@ ROWS: list[tuple[str, str]] = [
      "{monitor.detection_rate:.2f} of drifted ones caught (goal ≥ 0.95)"),
     ("`monitor.cbpe_abs_error`", "estimated vs realized AUC: mean absolute error {monitor.cbpe_abs_error:.4f} "
                                  "(worst batch {monitor.cbpe_abs_error_max:.4f}; goal ≤ 0.03)"),
+    ("`fuzz.lakefs_cases`, `fuzz.bridge_cases`",
+     "schemathesis: {fuzz.lakefs_cases} cases against the local lakeFS server ({fuzz.lakefs_failures} failures), "
+     "{fuzz.bridge_cases} against the bridge ({fuzz.bridge_failures} failures); "
+     "{fuzz.seeded_reads_changed} of {fuzz.seeded_reads} seeded commit and object reads changed"),
 ]
 
 

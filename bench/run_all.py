@@ -17,6 +17,7 @@ ORDER = [  # one per line: benches land from parallel branches
     "bench_train",
     "bench_events",
     "bench_burst_restart",
+    "bench_fuzz",
     "bench_labels",
     "bench_consensus",
     "bench_ensemble",
