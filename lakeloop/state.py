@@ -126,26 +126,35 @@ class Ledger:
     # ---- claims ----------------------------------------------------------
     def claim(self, key: str, kind: str, owner: str, detail: dict[str, str] | None = None) -> bool:
         """Take `key` for processing; False if it is done, skipped, or claimed by a live owner."""
+        return self.claim_many([(key, kind, detail)], owner)[0]
+
+    def claim_many(self, items: list[tuple[str, str, dict[str, str] | None]], owner: str) -> list[bool]:
+        """`claim` for each (key, kind, detail), in one transaction (one commit for a whole batch of
+        webhooks); a key twice in `items` is claimed by its first occurrence only."""
         now = time.time()
         with self._db.write() as db:
-            for _ in range(2):  # a second pass when the holder released the key between the two statements
-                inserted = db.execute(sa.text(
-                    "INSERT INTO deliveries (key, kind, state, owner, claimed_at, detail) "
-                    "VALUES (:key, :kind, 'claimed', :owner, :now, :detail) ON CONFLICT (key) DO NOTHING"),
-                    {"key": key, "kind": kind, "owner": owner, "now": now,
-                     "detail": json.dumps(detail or {}, sort_keys=True)})
-                if inserted.rowcount == 1:
-                    return True
-                row = db.execute(sa.text("SELECT state, claimed_at FROM deliveries WHERE key = :key"
-                                         + self._db.for_update), {"key": key}).fetchone()
-                if row is None:
-                    continue
-                if row[0] == "claimed" and now - row[1] > self.lease_seconds:
-                    db.execute(sa.text("UPDATE deliveries SET owner = :owner, claimed_at = :now WHERE key = :key"),
-                               {"owner": owner, "now": now, "key": key})
-                    return True
-                return False
+            return [self._claim(db, key, kind, owner, detail, now) for key, kind, detail in items]
+
+    def _claim(self, db: Connection, key: str, kind: str, owner: str, detail: dict[str, str] | None,
+               now: float) -> bool:
+        for _ in range(2):  # a second pass when the holder released the key between the two statements
+            inserted = db.execute(sa.text(
+                "INSERT INTO deliveries (key, kind, state, owner, claimed_at, detail) "
+                "VALUES (:key, :kind, 'claimed', :owner, :now, :detail) ON CONFLICT (key) DO NOTHING"),
+                {"key": key, "kind": kind, "owner": owner, "now": now,
+                 "detail": json.dumps(detail or {}, sort_keys=True)})
+            if inserted.rowcount == 1:
+                return True
+            row = db.execute(sa.text("SELECT state, claimed_at FROM deliveries WHERE key = :key"
+                                     + self._db.for_update), {"key": key}).fetchone()
+            if row is None:
+                continue
+            if row[0] == "claimed" and now - row[1] > self.lease_seconds:
+                db.execute(sa.text("UPDATE deliveries SET owner = :owner, claimed_at = :now WHERE key = :key"),
+                           {"owner": owner, "now": now, "key": key})
+                return True
             return False
+        return False
 
     def complete(self, key: str, owner: str, detail: dict[str, str] | None = None) -> None:
         """Mark `owner`'s claim done; `seq` records the global processing order.
@@ -154,17 +163,32 @@ class Ledger:
         lease cannot report as done the work another owner has taken over.
         """
         with self._db.write() as db:
-            row = db.execute(sa.text("SELECT state, owner FROM deliveries WHERE key = :key" + self._db.for_update),
-                             {"key": key}).fetchone()
-            if row is None:
-                raise KeyError(f"ledger: {key!r} was never claimed")
-            if row[0] != "claimed" or row[1] != owner:
-                raise LeaseLost(key, owner, row[1] if row[0] == "claimed" else None)
-            db.execute(sa.text(
-                "UPDATE deliveries SET state = 'done', done_at = :now, seq = :seq, "
-                "detail = COALESCE(:detail, detail) WHERE key = :key"),
-                {"now": time.time(), "seq": _next_seq(db), "key": key,
-                 "detail": json.dumps(detail, sort_keys=True) if detail else None})
+            self._complete(db, key, owner, detail)
+
+    def complete_many(self, keys: list[str], owner: str) -> list[LeaseLost]:
+        """`complete` for each key in one transaction; the keys whose claim `owner` lost are returned,
+        not raised, so one expired claim does not leave the rest of the batch undone."""
+        lost: list[LeaseLost] = []
+        with self._db.write() as db:
+            for key in keys:
+                try:
+                    self._complete(db, key, owner, None)
+                except LeaseLost as e:
+                    lost.append(e)
+        return lost
+
+    def _complete(self, db: Connection, key: str, owner: str, detail: dict[str, str] | None) -> None:
+        row = db.execute(sa.text("SELECT state, owner FROM deliveries WHERE key = :key" + self._db.for_update),
+                         {"key": key}).fetchone()
+        if row is None:
+            raise KeyError(f"ledger: {key!r} was never claimed")
+        if row[0] != "claimed" or row[1] != owner:
+            raise LeaseLost(key, owner, row[1] if row[0] == "claimed" else None)
+        db.execute(sa.text(
+            "UPDATE deliveries SET state = 'done', done_at = :now, seq = :seq, "
+            "detail = COALESCE(:detail, detail) WHERE key = :key"),
+            {"now": time.time(), "seq": _next_seq(db), "key": key,
+             "detail": json.dumps(detail, sort_keys=True) if detail else None})
 
     def skip(self, key: str, kind: str, owner: str, reason: str) -> bool:
         """Record `key` as deliberately not processed (e.g. lakeloop's own actions commits)."""
@@ -178,9 +202,14 @@ class Ledger:
 
     def release(self, key: str, owner: str) -> None:
         """Give a claim back (emit failed), so the next delivery or reconcile pass retries it."""
+        self.release_many([key], owner)
+
+    def release_many(self, keys: list[str], owner: str) -> None:
+        if not keys:
+            return
         with self._db.write() as db:
             db.execute(sa.text("DELETE FROM deliveries WHERE key = :key AND state = 'claimed' AND owner = :owner"),
-                       {"key": key, "owner": owner})
+                       [{"key": k, "owner": owner} for k in keys])
 
     def run_once(self, key: str, kind: str, owner: str, action: Callable[[], None],
                  detail: dict[str, str] | None = None) -> bool:

@@ -17,7 +17,14 @@ import uvicorn
 
 from infra.bridge.app import create_app
 from infra.bridge.reconcile import run_periodically
-from infra.bridge.run_confirm import DEFAULT_GRACE_S, PrefectRuns, SentCommitEvents, confirm_once, recording
+from infra.bridge.run_confirm import (
+    DEFAULT_GRACE_S,
+    PrefectRuns,
+    SentCommitEvents,
+    confirm_once,
+    recording,
+    recording_batches,
+)
 from infra.bridge.service import build_config
 from lakeloop.adapters.prefect_events import replay_outbox
 from lakeloop.branches import BranchPolicy
@@ -46,6 +53,8 @@ def main(argv: list[str] | None = None) -> None:
     publish = config.emitter
     sent_commits = SentCommitEvents.at(settings.state_dir)
     config.emitter = recording(publish, sent_commits)  # commit events Prefect accepted, to confirm their runs
+    if config.publish is not None:
+        config.publish = recording_batches(config.publish, sent_commits)
     stop = threading.Event()
     if args.reconcile_interval > 0:
         from lakeloop.adapters.lakefs import Lake

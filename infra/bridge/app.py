@@ -28,6 +28,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from infra.bridge.auth import DEFAULT_REPLAY_WINDOW_S, SenderAuth
+from infra.bridge.delivery import GroupCommit, Publisher
 from infra.bridge.gate import MergeCheck
 from infra.bridge.models import LabelStudioEvent, LakeFSHookEvent, error_list
 from infra.bridge.openapi import openapi_document
@@ -71,6 +72,10 @@ class BridgeConfig:
     branches: BranchPolicy | None = None
     # a signed request's timestamp may be this far from the bridge's clock (see infra.bridge.auth)
     replay_window_s: float = DEFAULT_REPLAY_WINDOW_S
+
+    # publishes a batch of events at once, all or nothing (production: one POST /api/events); None: the
+    # emitter, one event per batch
+    publish: Publisher | None = None
 
     def senders(self) -> tuple[SenderAuth, SenderAuth]:
         """(lakeFS, Label Studio): each knows the other's secret only to name it when it is misused."""
@@ -131,17 +136,15 @@ def create_app(config: BridgeConfig) -> Starlette:
 
         return endpoint
 
-    def deliver(key: str, kind: str, event: Event) -> str:
-        def send() -> None:
-            config.emitter(event)
-
-        done = config.ledger.run_once(key, kind, config.owner, send, {"event": event.event})
-        return "emitted" if done else "duplicate"
+    if config.publish is not None:
+        batches = GroupCommit(config.ledger, config.publish, config.owner)
+    else:
+        batches = GroupCommit(config.ledger, lambda events: config.emitter(*events), config.owner, max_batch=1)
 
     async def relay(key: str, kind: str, event: Event, **extra: str) -> JSONResponse:
         """Emit once per key; 503 (retryable by the sender) when Prefect does not accept the event."""
         try:
-            status = await run_in_threadpool(deliver, key, kind, event)
+            status = await batches.deliver(key, kind, event)
         except EmitError as e:
             log.warning("emit failed for %s: %s", key, e)
             return refuse("emit_failed", f"Prefect did not accept the event: {e}", 503)

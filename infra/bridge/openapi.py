@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic.json_schema import models_json_schema
 
-from infra.bridge.lakefs_actions import SIGNATURE_HEADER, TOKEN_HEADER
+from infra.bridge.auth import SIGNATURE_HEADER, TOKEN_HEADER
 from infra.bridge.models import LabelStudioEvent, LakeFSHookEvent
 
 REF = "#/components/schemas/{model}"

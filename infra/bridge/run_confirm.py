@@ -61,6 +61,7 @@ FINAL_STATES = frozenset({"COMPLETED", "FAILED", "CANCELLED"})
 CRASHED = "CRASHED"
 
 Emitter = Callable[[Event], None]
+Publisher = Callable[[list[Event]], None]
 
 
 @dataclass(frozen=True)
@@ -108,18 +109,22 @@ class SentCommitEvents(StateTable):
 
     def record(self, event: Event, sent_at: float | None = None) -> bool:
         """Remember a published commit event (other events are ignored); False if known already."""
-        if event.event not in COMMIT_EVENTS:
-            return False
-        payload = event.payload
+        return self.record_many([event], sent_at) == 1
+
+    def record_many(self, events: list[Event], sent_at: float | None = None) -> int:
+        """`record` for a batch the bridge published together, in one transaction; how many were new."""
+        at = time.time() if sent_at is None else sent_at
+        rows = [{"id": str(e.id), "repo": str(e.payload.get("repository", "")),
+                 "commit": str(e.payload.get("commit_id", "")),
+                 "body": json.dumps(e.model_dump(mode="json"), sort_keys=True), "at": at}
+                for e in events if e.event in COMMIT_EVENTS]
+        if not rows:
+            return 0
         with self.db.write() as c:
-            cur = c.execute(sa.text(
+            return sum(c.execute(sa.text(
                 "INSERT INTO sent (event_id, repository, commit_id, body, sent_at) "
-                "VALUES (:id, :repo, :commit, :body, :at) ON CONFLICT (event_id) DO NOTHING"),
-                {"id": str(event.id), "repo": str(payload.get("repository", "")),
-                 "commit": str(payload.get("commit_id", "")),
-                 "body": json.dumps(event.model_dump(mode="json"), sort_keys=True),
-                 "at": time.time() if sent_at is None else sent_at})
-            return cur.rowcount == 1
+                "VALUES (:id, :repo, :commit, :body, :at) ON CONFLICT (event_id) DO NOTHING"), row).rowcount
+                for row in rows)
 
     def due(self, now: float, grace_s: float, window_s: float) -> list[SentEvent]:
         """Unconfirmed events sent (or last acted on) more than `grace_s` ago, within `window_s`."""
@@ -174,6 +179,19 @@ def recording(emitter: Emitter, store: SentCommitEvents) -> Emitter:
             store.record(event)
         except Exception:  # the event is out; losing its confirmation is not worth failing the delivery
             log.exception("could not record commit event %s for run confirmation", event.id)
+
+    return emit
+
+
+def recording_batches(publish: Publisher, store: SentCommitEvents) -> Publisher:
+    """`recording` for a publisher of whole batches (the bridge's group commit)."""
+
+    def emit(events: list[Event]) -> None:
+        publish(events)
+        try:
+            store.record_many(events)
+        except Exception:
+            log.exception("could not record %d commit events for run confirmation", len(events))
 
     return emit
 

@@ -29,12 +29,16 @@ def build_config(settings: Settings, *, gate: bool = True):  # type: ignore[no-u
     def emitter(event):  # type: ignore[no-untyped-def]
         post_events([event], api_url)
 
+    def publish(events):  # type: ignore[no-untyped-def]
+        post_events(events, api_url)
+
     return BridgeConfig(
         lakefs_secret=reveal(settings.bridge.lakefs_secret),
         label_studio_secret=reveal(settings.bridge.label_studio_secret),
         replay_window_s=settings.bridge.replay_window_s,
         ledger=Ledger.at(settings.state_dir),
         emitter=emitter,
+        publish=publish,
         gate=SpecMergeGate(DatasetSpec.from_yaml(settings.spec_path), settings.lakefs,
                            experiments=policy if settings.branches.block_worse_merges else None) if gate else None,
         labels_quiet_s=settings.bridge.labels_quiet_s,

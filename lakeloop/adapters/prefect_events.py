@@ -72,6 +72,18 @@ def emit(
     return ev
 
 
+_CLIENT: httpx.Client | None = None
+
+
+def _client() -> httpx.Client:
+    """One keep-alive client per process: a client per call paid a TCP connect and an SSL context
+    (CA bundle loading) for every event, the bridge's hottest line under load. httpx.Client is thread-safe."""
+    global _CLIENT
+    if _CLIENT is None:
+        _CLIENT = httpx.Client(limits=httpx.Limits(max_keepalive_connections=8))
+    return _CLIENT
+
+
 def post_events(events: list[Event], api_url: str | None = None, timeout: float = 10.0) -> None:
     """POST events to Prefect's `/events` endpoint; raises `EmitError` unless accepted."""
     url = (api_url or PREFECT_API_URL.value() or "").rstrip("/")
@@ -85,7 +97,7 @@ def post_events(events: list[Event], api_url: str | None = None, timeout: float 
         headers["Authorization"] = "Basic " + base64.b64encode(auth.get_secret_value().encode()).decode()
     body = [e.model_dump(mode="json") for e in events]
     try:
-        r = httpx.post(f"{url}/events", json=body, headers=headers, timeout=timeout)
+        r = _client().post(f"{url}/events", json=body, headers=headers, timeout=timeout)
     except httpx.HTTPError as e:
         raise EmitError(f"{url}/events: {type(e).__name__}: {e}") from e
     if r.status_code >= 300:
