@@ -76,6 +76,11 @@ ROWS: list[tuple[str, str]] = [
      "schemathesis: {fuzz.lakefs_cases} cases against the local lakeFS server ({fuzz.lakefs_failures} failures), "
      "{fuzz.bridge_cases} against the bridge ({fuzz.bridge_failures} failures); "
      "{fuzz.seeded_reads_changed} of {fuzz.seeded_reads} seeded commit and object reads changed"),
+    ("`bridge.webhooks_per_s`, `bridge.p99_ms`",
+     "{bridge.webhooks_per_s:g} webhooks/s sustained into a real Prefect server (goal ≥ 200), p99 "
+     "{bridge.p99_ms:g} ms (goal ≤ 100; Prefect's own POST p99 {bridge.prefect_post_p99_ms:g} ms), "
+     "lost {bridge.lost}, duplicated {bridge.duplicated} (load average {bridge.load_avg_1m:g} on "
+     "{bridge.cores} cores)"),
 ]
 
 

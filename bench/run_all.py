@@ -18,6 +18,7 @@ ORDER = [  # one per line: benches land from parallel branches
     "bench_events",
     "bench_burst_restart",
     "bench_fuzz",
+    "bench_bridge_load",
     "bench_labels",
     "bench_consensus",
     "bench_ensemble",
