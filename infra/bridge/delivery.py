@@ -24,6 +24,9 @@ log = logging.getLogger("lakeloop.bridge")
 
 Publisher = Callable[[list[Event]], None]
 MAX_BATCH = 200
+# batches published at once: a batch mostly waits for Prefect's answer, so a second one fills the wait
+# (claims are transactions, so two batches never hold the same key)
+IN_FLIGHT = 2
 
 
 @dataclass
@@ -35,20 +38,22 @@ class _Pending:
 
 
 class GroupCommit:
-    """Deliveries queued by concurrent requests, flushed one batch at a time by a single task."""
+    """Deliveries queued by concurrent requests, flushed in batches by `in_flight` tasks."""
 
-    def __init__(self, ledger: Ledger, publish: Publisher, owner: str, max_batch: int = MAX_BATCH) -> None:
+    def __init__(self, ledger: Ledger, publish: Publisher, owner: str, max_batch: int = MAX_BATCH,
+                 in_flight: int = IN_FLIGHT) -> None:
         self.ledger, self.publish, self.owner, self.max_batch = ledger, publish, owner, max_batch
+        self.in_flight = in_flight
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
 
     async def deliver(self, key: str, kind: str, event: Event) -> str:
         """"emitted" or "duplicate" once the ledger says so; raises what `publish` raised (nothing done)."""
         loop = asyncio.get_running_loop()
-        if self._task is None or self._task.done() or self._loop is not loop:  # (a test client's loop per call)
-            self._queue, self._loop = asyncio.Queue(), loop
-            self._task = loop.create_task(self._run(self._queue))
+        if not self._tasks or any(t.done() for t in self._tasks) or self._loop is not loop:  # (a test client's
+            self._queue, self._loop = asyncio.Queue(), loop  # loop per call)
+            self._tasks = [loop.create_task(self._run(self._queue)) for _ in range(self.in_flight)]
         answer: asyncio.Future[str] = loop.create_future()
         await self._queue.put(_Pending(key, kind, event, answer))
         return await answer
