@@ -8,10 +8,7 @@ are patched (see NOTES §3): YAML's integer status keys, and the 206
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,12 +18,11 @@ from urllib.parse import parse_qsl
 import httpx
 import lakefs
 import pytest
-import uvicorn
 import yaml
 
 from infra.lakefs_server.app import build_app
-from infra.procs import free_port
 from tests.lakefs_server.conftest import parquet_bytes, wait_for_runs
+from tests.schema_fuzz import serve_in_thread
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SPEC_PATH = REPO_ROOT.parent / "shared/lakefs/swagger-v1.84.0.yml"
@@ -123,16 +119,8 @@ def openapi() -> Any:
 @pytest.fixture(scope="module")
 def recorded_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Recorder]]:
     recorder = Recorder(build_app(tmp_path_factory.mktemp("contract"), KEY, SECRET))
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(recorder, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", recorder
-    server.should_exit = True
-    thread.join(10)
+    with serve_in_thread(recorder) as url:
+        yield url, recorder
 
 
 def _mock(ex: Exchange, host: str) -> tuple[Any, Any]:
