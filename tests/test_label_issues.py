@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -231,10 +232,12 @@ def test_config_and_payloads_leave_pii_out() -> None:
     proba = np.array([[0.2, 0.8]] * 5)
     tasks = task_payloads(df, SPEC, proba, model_version="m7", round_id="r1")
     assert len(tasks) == 5
-    assert "email" not in tasks[0]["data"]["features"]
-    assert set(tasks[0]["data"]["features"]) == {f.name for f in SPEC.features if not f.pii}
+    for task, email in zip(tasks, df["email"].to_list(), strict=True):
+        assert "email" not in json.dumps(task) and (email is None or email not in json.dumps(task))
+    assert all("<th title=" in tasks[0]["data"]["features"] and f">{f.name}<" in tasks[0]["data"]["features"]
+               for f in SPEC.features if not f.pii)
     pred = tasks[0]["predictions"][0]
-    assert pred["model_version"] == "m7" and pred["score"] == pytest.approx(0.8)
+    assert tasks[0]["data"]["model_run"] == "m7" and pred["score"] == pytest.approx(0.8)
     assert pred["result"][0]["value"]["choices"] == ["yes"]
     with pytest.raises(LabelingError, match="shape"):
         task_payloads(df, SPEC, proba[:2])

@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 from label_studio_sdk import LabelStudio
 from label_studio_sdk.core.api_error import ApiError
+from label_studio_sdk.types import ViewDataRequestRequest
 from pydantic import BaseModel
 
 from lakeloop.adapters.secrets import reveal
@@ -31,6 +32,15 @@ UNSURE = "unsure"
 FROM_NAME = "label"
 TO_NAME = "features"
 ANNOTATION_ACTIONS = ["ANNOTATION_CREATED", "ANNOTATION_UPDATED"]
+# Label Studio pre-selects only the predictions whose model_version is the project's, and sets the project's
+# from the first import. One fixed version for every round keeps later rounds pre-selected too; the run that
+# made a prediction travels in the task's data instead.
+PREDICTION_VERSION = "lakeloop"
+REVIEW_TAB = "review"
+# Label Studio's own data-manager columns a reviewer never needs
+CLUTTER_COLUMNS = ["inner_id", "annotations_results", "annotations_ids", "predictions_results",
+                   "predictions_model_versions", "predictions_score", "file_upload", "storage_filename",
+                   "created_at", "updated_at", "updated_by", "avg_lead_time", "draft_exists", "completed_at"]
 
 
 class LabelingError(RuntimeError):
@@ -103,27 +113,50 @@ class LabelStudioAdapter:
 
     # projects
     def ensure_project(self, title: str, *, label_config: str, instructions: str, description: str = "",
-                       annotations_per_task: int = 2) -> int:
+                       annotations_per_task: int = 2, hidden_data: list[str] | None = None) -> int:
         """The project called `title` (created with this config and instructions if missing).
 
         `annotations_per_task` (Label Studio's overlap) should match the agreement
         policy's `min_annotators`, so enough people see each row; `request_more_answers`
-        raises it for the rows whose consensus is still unsure.
+        raises it for the rows whose consensus is still unsure. `hidden_data` names the task data
+        keys the data manager does not show (with Label Studio's own clutter columns).
         """
         if len(title.strip()) < 3:
             raise LabelingError(f"project title {title!r}: Label Studio needs at least 3 characters")
+        pid = None
         for p in self._call("listing projects", self.client.projects.list, title=title):
             if p.title == title:
                 pid = int(p.id)
-                if (p.label_config or "").strip() != label_config.strip():
+                stale = (p.label_config or "").strip() != label_config.strip() \
+                    or (p.expert_instruction or "") != instructions or p.model_version != PREDICTION_VERSION
+                if stale:
                     self._call("updating the labeling config", self.client.projects.update, pid,
-                               label_config=label_config, expert_instruction=instructions)
-                return pid
-        created = self._call("creating a project", self.client.projects.create,
-                             title=title, description=description, label_config=label_config,
-                             expert_instruction=instructions, show_instruction=True,
-                             show_skip_button=True, maximum_annotations=annotations_per_task)
-        return int(created.id)
+                               label_config=label_config, expert_instruction=instructions,
+                               model_version=PREDICTION_VERSION)
+                break
+        if pid is None:
+            created = self._call("creating a project", self.client.projects.create,
+                                 title=title, description=description, label_config=label_config,
+                                 expert_instruction=instructions, show_instruction=True,
+                                 show_skip_button=True, maximum_annotations=annotations_per_task,
+                                 model_version=PREDICTION_VERSION, show_collab_predictions=True)
+            pid = int(created.id)
+        self._ensure_review_tab(pid, hidden_data or [])
+        return pid
+
+    def _ensure_review_tab(self, project_id: int, hidden_data: list[str]) -> None:
+        """The data manager's tab: only columns a reviewer reads (Label Studio's default tab shows them all)."""
+        hidden = [f"tasks:{c}" for c in CLUTTER_COLUMNS] + [f"tasks:data.{k}" for k in hidden_data]
+        columns = {"explore": hidden, "labeling": hidden}
+        data = ViewDataRequestRequest(title=REVIEW_TAB, hiddenColumns=columns)  # type: ignore[call-arg]
+        views = self._call("listing data manager tabs", self.client.views.list, project=project_id)
+        for v in views:
+            if (v.data or {}).get("title") == REVIEW_TAB:
+                if (v.data or {}).get("hiddenColumns") != columns:
+                    self._call("updating a data manager tab", self.client.views.update, str(v.id), data=data,
+                               project=project_id)
+                return
+        self._call("creating a data manager tab", self.client.views.create, project=project_id, data=data)
 
     # tasks
     def existing_tasks(self, project_id: int) -> dict[tuple[str, str], int]:
