@@ -142,7 +142,7 @@ def main() -> dict[str, Any]:
     try:
         prefect = start_prefect_server(home, free_port(), ui=False, timeout=180, extra_env=QUIET_SERVICES)
         services.append(prefect)
-        bridge = start_bridge(home, free_port(), api_url=prefect.url, secret=SECRET, reconcile_interval=0)
+        bridge = start_bridge(home, free_port(), api_url=prefect.url, lakefs_secret=SECRET, reconcile_interval=0)
         services.append(bridge)
         repo = f"load-{uuid.uuid4().hex[:6]}"
         since = datetime.now(UTC) - timedelta(seconds=5)

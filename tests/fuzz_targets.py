@@ -132,7 +132,8 @@ def bridge_under_fuzz(server: LakeFSServer, snap: Snapshot, home: Path) -> Itera
         home=home,
         lakefs=LakeFSSettings(endpoint=server.endpoint, access_key_id=server.access_key_id,
                               secret_access_key=server.secret_access_key, repository=snap.repository),
-        bridge=BridgeSettings(secret=BRIDGE_SECRET, labels_quiet_s=0.05),
+        bridge=BridgeSettings(lakefs_secret=BRIDGE_SECRET, label_studio_secret=BRIDGE_SECRET,  # type: ignore[arg-type]
+                              labels_quiet_s=0.05),  # one secret for both: the fuzz sends one token
     )
     config = build_config(settings)
     events: list[Any] = []

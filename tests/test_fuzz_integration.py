@@ -55,7 +55,8 @@ def test_judge_refuses_5xx_unclear_4xx_and_accepts_clear_answers() -> None:
 
 
 def test_bridge_document_covers_every_route_and_loads_in_schemathesis(tmp_path: Path) -> None:
-    app = create_app(BridgeConfig(secret="s", ledger=Ledger(tmp_path / "l.sqlite3"), emitter=lambda e: None))
+    app = create_app(BridgeConfig(lakefs_secret="s", label_studio_secret="s",
+                                  ledger=Ledger(tmp_path / "l.sqlite3"), emitter=lambda e: None))
     doc = openapi_document()
     routes = {(m, r.path) for r in app.routes if isinstance(r, Route) for m in (r.methods or ()) if m != "HEAD"}
     documented = {(m.upper(), p) for p, ops in doc["paths"].items() for m in ops}

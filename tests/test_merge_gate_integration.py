@@ -34,7 +34,8 @@ def test_merge_of_something_lakefs_does_not_have_is_blocked_with_a_400(lake: Lak
             "repository": pre_merge("no-such-repo", "main"),
             "bad-ref": pre_merge(repo, "main@~1^x")}[what]
     gate = SpecMergeGate(DatasetSpec.from_yaml(SPEC), lake.settings)
-    app = create_app(BridgeConfig(secret=SECRET, ledger=Ledger(tmp_path / "l.sqlite3"), emitter=lambda e: None,
+    app = create_app(BridgeConfig(lakefs_secret=SECRET, label_studio_secret="ls-" + SECRET,
+                                  ledger=Ledger(tmp_path / "l.sqlite3"), emitter=lambda e: None,
                                   gate=gate))
     r = TestClient(app, raise_server_exceptions=False).post("/lakefs/pre-merge", json=body,
                                                               headers={"X-Lakeloop-Token": SECRET})
