@@ -56,11 +56,16 @@ def validation_markdown(ctx: FlowContext, batch: CommitBatch, quarantined: Quara
     ]
     for c in batch.checks:
         lines.append(f"| `{c.obj.path}` | {c.n_rows} | {c.result.valid.height} | {c.result.invalid.height} |")
-    if not batch.checks:
+    for u in batch.unreadable:
+        lines.append(f"| `{u.obj.path}` | unreadable | 0 | whole object |")
+    if not batch.checks and not batch.unreadable:
         lines.append("| (no data objects changed) | | | |")
     if quarantined:
         lines += ["", f"{quarantined.rows} invalid row(s) quarantined on branch `{quarantined.branch}`:"]
         lines += [f"- `{p}`" for p in quarantined.objects]
+        if batch.unreadable:
+            lines += ["", "Quarantined whole (no reader could open them):"]
+            lines += [f"- `{u.obj.path}`: {u.reason}" for u in batch.unreadable]
         reasons: dict[str, int] = {}
         for c in batch.checks:
             for k, v in c.result.report.checks.items():

@@ -30,6 +30,7 @@ class QuarantineRecord(BaseModel):
     commit_id: str | None
     objects: list[str]
     rows: int
+    unreadable: list[str] = []  # data objects quarantined whole (no reader could open them)
 
 
 class ExperimentOutcome(BaseModel):

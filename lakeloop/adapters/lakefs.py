@@ -27,6 +27,10 @@ class LakeError(RuntimeError):
     """A lakeFS object that cannot be used as data; the message names repo, ref and path."""
 
 
+class UnreadableData(LakeError):
+    """The object is there but its bytes are not data (corrupt or truncated): quarantined, not retried."""
+
+
 @dataclass(frozen=True)
 class CommitInfo:
     id: str
@@ -171,7 +175,7 @@ class Lake:
                 return pl.read_csv(io.BytesIO(data), infer_schema=False)  # validation parses text
             return pl.read_parquet(io.BytesIO(data))
         except Exception as e:  # polars raises several unrelated types for unreadable files
-            raise LakeError(
+            raise UnreadableData(
                 f"lakefs://{self.settings.repository}/{ref}/{path}: unreadable data object: {e}"
             ) from e
 

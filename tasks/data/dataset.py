@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
-from lakeloop.adapters.lakefs import Lake, ObjectRef
+from lakeloop.adapters.lakefs import Lake, ObjectRef, UnreadableData
 from lakeloop.layout import CORRECTIONS_PREFIX
 from lakeloop.spec import DatasetSpec
 from tasks.data.object_state import IdIndex, ObjectState, ObjectStates, among, id_hash
@@ -42,6 +42,16 @@ class ObjectCheck:
         return self.result.valid
 
 
+@dataclass(frozen=True)
+class UnreadableObject:
+    """A data object whose bytes no reader can open: none of its rows can be validated, so the object
+    itself is quarantined, with the reader's error as its reason."""
+
+    obj: ObjectRef
+    source: str  # as validation names an object (`_source`)
+    reason: str
+
+
 @dataclass
 class CommitBatch:
     commit_id: str
@@ -49,6 +59,7 @@ class CommitBatch:
     checks: list[ObjectCheck] = field(default_factory=list)
     labels_changed: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
+    unreadable: list[UnreadableObject] = field(default_factory=list)
 
     @property
     def valid(self) -> pl.DataFrame:
@@ -98,7 +109,11 @@ def commit_batch(lake: Lake, spec: DatasetSpec, commit_id: str, states: ObjectSt
         state = states.get(obj)
         df = None
         if state is None:
-            df = lake.read_frame(commit_id, path)
+            try:
+                df = lake.read_frame(commit_id, path)
+            except UnreadableData as e:  # quarantined whole; the commit's other objects go on
+                batch.unreadable.append(UnreadableObject(obj=obj, source=_source(lake, commit_id, path), reason=str(e)))
+                continue
             state = states.build(obj, df)
         known = pl.concat([in_lake.found(state.typed_ids), among(state.typed_ids, taken)])
         if known.is_empty():  # the usual case: the object alone decides
@@ -111,8 +126,23 @@ def commit_batch(lake: Lake, spec: DatasetSpec, commit_id: str, states: ObjectSt
     return batch
 
 
+def _readable(lake: Lake, ref: str, states: ObjectStates,
+              exclude: set[str] | None = None) -> list[tuple[ObjectRef, ObjectState]]:
+    """The data objects at `ref` with their states, less unreadable ones: those hold no rows (the commit
+    that brought them quarantined them), so they neither block later commits nor join a training set."""
+    out = []
+    for o in lake.data_objects(ref):
+        if exclude and o.path in exclude:
+            continue
+        try:
+            out.append((o, states.of(lake, ref, o)))
+        except UnreadableData:
+            continue
+    return out
+
+
 def _states(lake: Lake, ref: str, states: ObjectStates, exclude: set[str] | None = None) -> list[ObjectState]:
-    return [states.of(lake, ref, o) for o in lake.data_objects(ref) if not (exclude and o.path in exclude)]
+    return [s for _, s in _readable(lake, ref, states, exclude)]
 
 
 def ids_at(lake: Lake, spec: DatasetSpec, ref: str, ids: pl.Series, states: ObjectStates | None = None) -> pl.Series:
@@ -129,8 +159,8 @@ def training_set(lake: Lake, spec: DatasetSpec, ref: str,
     object's valid rows hold: that one is validated again with those ids, which equals a full validation.
     """
     states = states if states is not None else ObjectStates(spec)
-    objs = lake.data_objects(ref)
-    found = [states.of(lake, ref, o) for o in objs]
+    readable = _readable(lake, ref, states)
+    objs, found = [o for o, _ in readable], [s for _, s in readable]
     states.read_results(found)
     taken = _taken_earlier(found, spec)
     checks: list[ObjectCheck] = []

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import polars as pl
 
 if TYPE_CHECKING:
+    from tasks.data.dataset import UnreadableObject
     from tasks.data.validate import ValidationResult
 
 SHORT_COMMIT = 12
@@ -44,3 +45,12 @@ def quarantine_branch(commit: str) -> str:
 def quarantine_frame(result: ValidationResult) -> pl.DataFrame:
     """Rows to write to the quarantine object: `_row`, original values as strings, `_source`, `_reasons`."""
     return result.invalid
+
+
+def unreadable_frame(u: UnreadableObject) -> pl.DataFrame:
+    """The quarantine record of an object no reader could open: invalid rows' shape (`_row` null: no row
+    was read), plus `_checksum`, which names the bytes (they stay at the source commit, beside the record)."""
+    from tasks.data.validate import REASONS, ROW, SOURCE
+
+    return pl.DataFrame({ROW: [None], SOURCE: [u.source], "_checksum": [u.obj.checksum], REASONS: [u.reason]},
+                        schema={ROW: pl.Int64, SOURCE: pl.String, "_checksum": pl.String, REASONS: pl.String})

@@ -19,7 +19,7 @@ def decide(batch: CommitBatch, drift: DriftReport | None, *, has_model: bool,
         return Decision(retrain=True, reason="labels-changed",
                         reasons=[f"label corrections changed: {', '.join(batch.labels_changed)}"])
     if not batch.valid.height:
-        why = "no valid rows in this commit" if batch.checks else "no data objects changed"
+        why = "no valid rows in this commit" if batch.checks or batch.unreadable else "no data objects changed"
         return Decision(retrain=False, reason="no-new-data", reasons=[why])
     if not has_model:
         return Decision(retrain=True, reason="first-model", reasons=["no model trained yet"])
