@@ -52,6 +52,11 @@ class LakeFSSettings(BaseSettings):
     default_branch: str = "main"
     storage_namespace: str = "local://lakeloop/churn"
     data_prefix: str = "data/"
+    # a read that cannot reach lakeFS (refused, reset, 5xx) is tried again this many times, waiting
+    # backoff, 2 x backoff, ... (at most backoff_max) between tries: ~25 s in all by default
+    read_retries: int = Field(default=6, ge=0)
+    retry_backoff_s: float = Field(default=0.5, ge=0)
+    retry_backoff_max_s: float = Field(default=10.0, ge=0)
 
 
 class MLflowSettings(BaseSettings):

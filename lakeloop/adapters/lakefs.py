@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -15,7 +16,8 @@ from datetime import UTC, datetime
 import lakefs
 import polars as pl
 from lakefs.client import SINGLE_STORAGE_ID
-from lakefs.exceptions import BadRequestException, ConflictException, NotFoundException
+from lakefs.exceptions import BadRequestException, ConflictException, NotFoundException, ServerException
+from urllib3.exceptions import HTTPError
 
 from lakeloop.adapters.secrets import reveal
 from lakeloop.settings import LakeFSSettings, get_settings
@@ -149,12 +151,25 @@ class Lake:
         return [o for o in self.list_objects(ref, p) if o.path.endswith(DATA_SUFFIXES)]
 
     def read_bytes(self, ref: str, path: str) -> bytes:
-        try:
-            with self.repo.ref(ref).object(path).reader(mode="rb", pre_sign=self.pre_sign()) as r:
-                data = r.read()
-                return data if isinstance(data, bytes) else data.encode()
-        except NotFoundException as e:
-            raise LakeError(f"lakefs://{self.settings.repository}/{ref}/{path}: not found") from e
+        """The object's bytes; while lakeFS cannot be reached, tried again with backoff (`read_retries`)."""
+        where = f"lakefs://{self.settings.repository}/{ref}/{path}"
+        attempt = 0
+        while True:
+            try:
+                with self.repo.ref(ref).object(path).reader(mode="rb", pre_sign=self.pre_sign()) as r:
+                    data = r.read()
+                    return data if isinstance(data, bytes) else data.encode()
+            except NotFoundException as e:
+                raise LakeError(f"{where}: not found") from e
+            except (HTTPError, OSError, ServerException) as e:
+                if not _transient(e):
+                    raise
+                s = self.settings
+                if attempt >= s.read_retries:
+                    raise LakeError(f"{where}: lakeFS at {s.endpoint} unreachable after {attempt + 1} attempts: "
+                                    f"{type(e).__name__}: {e}") from e
+                time.sleep(min(s.retry_backoff_s * 2 ** attempt, s.retry_backoff_max_s))
+                attempt += 1
 
     def write_bytes(self, branch: str, path: str, data: bytes, content_type: str | None = None,
                     metadata: dict[str, str] | None = None) -> None:
@@ -219,6 +234,13 @@ class Lake:
                                {"lakeloop.kind": "actions"})
         except ConflictException:
             return None
+
+
+def _transient(e: Exception) -> bool:
+    """Whether trying again may help: no connection, or lakeFS failing (5xx); never a 4xx answer."""
+    if isinstance(e, ServerException):
+        return e.status_code is None or e.status_code >= 500
+    return True
 
 
 def _commit_info(c: lakefs.models.Commit) -> CommitInfo:
