@@ -14,6 +14,7 @@ import mlflow
 import mlflow.pyfunc
 import numpy as np
 import polars as pl
+from mlflow.exceptions import MlflowException
 
 from lakeloop.adapters.mlflow_tracking import (
     MODEL_ARTIFACT_PATH,
@@ -67,8 +68,26 @@ def log_training(
 ) -> ModelRecord:
     """Log params, metrics, model, profile, drift report (and OOF probabilities) and register a version.
 
-    `extra_tags` go on the run and the version from the start (e.g. `lakeloop.experiment`)."""
+    `extra_tags` go on the run and the version from the start (e.g. `lakeloop.experiment`).
+
+    MLflow's client retries each request itself (MLFLOW_HTTP_REQUEST_MAX_RETRIES, _BACKOFF_FACTOR); when it
+    gives up, this raises TrackingError naming the model and commit. A version is registered only after the
+    whole run logged, so a failure before it leaves no version and moves no alias."""
     s = settings or get_settings().mlflow
+    try:
+        return _log_training(result, spec=spec, lineage=lineage, profile_view_bytes=profile_view_bytes,
+                             drift_report=drift_report, reason=reason, registered_name=registered_name, oof=oof,
+                             example=example, settings=s, extra_tags=extra_tags)
+    except MlflowException as e:
+        raise TrackingError(f"model {registered_name!r} for {lineage.repository}@{lineage.commit_id[:12]}: "
+                            f"MLflow at {s.tracking_uri} failed while logging the training run: {e}") from e
+
+
+def _log_training(result: TrainResult, *, spec: DatasetSpec, lineage: Lineage, profile_view_bytes: bytes,
+                  drift_report: DriftReport | None, reason: str, registered_name: str, oof: pl.DataFrame | None,
+                  example: pl.DataFrame | None, settings: MLflowSettings,
+                  extra_tags: dict[str, str] | None) -> ModelRecord:
+    s = settings
     c = client(s)
     mlflow.set_tracking_uri(s.tracking_uri)
     mlflow.set_registry_uri(s.tracking_uri)
