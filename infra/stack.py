@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -91,6 +92,17 @@ def service_env(s: Settings) -> dict[str, str]:
     }
 
 
+def export_env(env: dict[str, str]) -> None:
+    """Set `env` for this process and its children. Prefect reads its settings once, when it is imported
+    (and `lakeloop.events` imports it early), so its settings are refreshed too: otherwise this process's
+    Prefect client would miss PREFECT_API_URL and start a temporary server of its own."""
+    os.environ.update(env)
+    if "prefect" in sys.modules:
+        from prefect.context import refresh_global_settings_context
+
+        refresh_global_settings_context()
+
+
 def start_stack(s: Settings, with_label_studio: bool = True) -> dict[str, Service | str]:
     """Start whatever is not already answering; returns name -> Service (or URL if it was already up).
 
@@ -99,7 +111,7 @@ def start_stack(s: Settings, with_label_studio: bool = True) -> dict[str, Servic
     check_secrets(s)
     if not with_label_studio:  # the flows then skip review rounds rather than fail on a server that isn't there
         s = s.model_copy(update={"labeling": s.labeling.model_copy(update={"enabled": False})})
-    os.environ.update(service_env(s))
+    export_env(service_env(s))
     s.home.mkdir(parents=True, exist_ok=True)
     pidfile = s.home / "stack.json"
     result: dict[str, Service | str] = {}

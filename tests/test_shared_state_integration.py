@@ -113,7 +113,7 @@ def test_two_bridges_and_two_workers_process_each_commit_once(
                                             env={**os.environ, "PYTHONPATH": str(ROOT)}))
         with ThreadPoolExecutor(2) as pool:  # separate homes: nothing shared but the database
             bridges.extend(pool.map(lambda i: start_bridge(
-                tmp_path / f"bridge-{i}", free_port(), api_url=stub.api_url, secret=SECRET, lakefs=settings,
+                tmp_path / f"bridge-{i}", free_port(), api_url=stub.api_url, lakefs_secret=SECRET, lakefs=settings,
                 repositories=[repo], reconcile_interval=2.0, experiments=[], timeout=120), range(2)))
         install = lake.install_actions("main", ACTIONS_FILE, two_bridge_actions([b.url for b in bridges]))
         t0 = time.monotonic()

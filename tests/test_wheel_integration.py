@@ -8,7 +8,8 @@ and, from the installed package, deploys the flows and starts the worker and the
 the actions file the stack installed; the on-commit deployment runs on the worker from site-packages and
 promotes the first model.
 
-Fast on purpose (CI runs it): the venv gets the locked dependencies from uv's cache (`--offline`, hardlinks)
+Fast on purpose (CI runs it): the venv gets the locked dependencies from uv's cache (hardlinks; not `--offline`:
+uv's own wheel is in the lock but never in the cache when pip bootstrapped the same version)
 and the wheel with `--no-deps`; `uv pip check` proves the wheel's own requirements are met by the lock.
 """
 
@@ -70,7 +71,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
     venv = tmp / "venv"
     _run([UV, "venv", "-q", "--python", sys.executable, str(venv)])
     py = str(venv / "bin" / "python")
-    _run([UV, "pip", "sync", "-q", "--offline", "--python", py, str(REPO_ROOT / "requirements.lock")])
+    _run([UV, "pip", "sync", "-q", "--python", py, str(REPO_ROOT / "requirements.lock")])
     _run([UV, "pip", "install", "-q", "--offline", "--no-deps", "--python", py, str(wheel)])
     _run([UV, "pip", "check", "-q", "--python", py])  # the wheel's declared dependencies are all met
     site = Path(_run([py, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]).stdout.strip())
