@@ -216,7 +216,8 @@ emit(e.LABELS_READY, e.labels_resource(41),
     assert r["parameters"]["reason"] == "a drifted; b drifted"
     # exactly these parameters (waiting fails otherwise); other tests' promotions start batch inference on
     # the same server for their own repositories
-    p.wait_for_runs("batch-inference/batch-inference", lambda r: r["parameters"] == {"repository": "churn", "ref": "main"})
+    p.wait_for_runs("batch-inference/batch-inference",
+                    lambda r: r["parameters"] == {"repository": "churn", "ref": "main"})
     # single-expression templates keep the payload's JSON type: an int, not "41"
     runs = p.wait_for_runs("ingest-labels/ingest-labels", lambda r: r["parameters"].get("project_id") == 41)
     assert runs[0]["parameters"] == {"project_id": 41}
