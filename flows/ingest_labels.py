@@ -113,10 +113,10 @@ def _report_quality(ctx: FlowContext, res: Resolution, round_id: str, merge: str
     report = res.consensus
     if report is None or report.rows.height == 0:
         return
-    publish_table("label-quality", [_annotator_row(a) for a in report.annotators],
-                  f"Round `{round_id}`: consensus of {report.rows.height} row(s) by {report.method}; "
-                  f"Cohen's kappa {report.kappa:.3f}" if report.kappa is not None else
-                  f"Round `{round_id}`: consensus of {report.rows.height} row(s) by {report.method}")
+    summary = f"Round `{round_id}`: consensus of {report.rows.height} row(s) by {report.method}"
+    if report.kappa is not None:
+        summary += f"; Cohen's kappa {report.kappa:.3f}"
+    publish_table("label-quality", [_annotator_row(a) for a in report.annotators], summary)
     metrics = {**report.metrics(), "corrections": float(res.corrections.height),
                "confirmed": float(len(res.confirmed)), "pending": float(len(res.pending)),
                "disputed": float(len(res.disputed)), "escalated": float(len(res.escalate))}

@@ -3,7 +3,7 @@
 Each webhook still follows the ledger's claim -> emit -> complete, and its 2xx is only sent once its
 key is done in the ledger (or found settled already), so exactly-once and durability are those of
 `Ledger.run_once`. What changes is the cost under load: webhooks that arrive while a batch is in
-flight wait for the next one, and a batch of n costs three SQLite transactions and one
+flight wait for the next one, and a batch of n costs three state-database transactions and one
 `POST /api/events` instead of n of each (per webhook, those were the bridge's whole budget). At low
 load a batch is one webhook and nothing waits.
 """

@@ -105,22 +105,22 @@ def commit_batch(lake: Lake, spec: DatasetSpec, commit_id: str, states: ObjectSt
     in_lake = IdIndex(_states(lake, parent, states, exclude=set(changed)) if parent else [])
     taken: list[pl.Series] = []  # valid ids of this commit's objects checked so far
     for path in sorted(changed):
-        obj = objects[path]
+        obj, source = objects[path], _source(lake, commit_id, path)
         state = states.get(obj)
         df = None
         if state is None:
             try:
                 df = lake.read_frame(commit_id, path)
             except UnreadableData as e:  # quarantined whole; the commit's other objects go on
-                batch.unreadable.append(UnreadableObject(obj=obj, source=_source(lake, commit_id, path), reason=str(e)))
+                batch.unreadable.append(UnreadableObject(obj=obj, source=source, reason=str(e)))
                 continue
             state = states.build(obj, df)
         known = pl.concat([in_lake.found(state.typed_ids), among(state.typed_ids, taken)])
         if known.is_empty():  # the usual case: the object alone decides
-            result = state.with_source(_source(lake, commit_id, path))
+            result = state.with_source(source)
         else:
             df = df if df is not None else lake.read_frame(commit_id, path)
-            result = validate(df, spec, source=_source(lake, commit_id, path), known_ids=known)
+            result = validate(df, spec, source=source, known_ids=known)
         batch.checks.append(ObjectCheck(obj=obj, result=result))
         taken.append(result.valid.get_column(spec.id_column))
     return batch
