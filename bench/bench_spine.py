@@ -94,8 +94,8 @@ def main() -> None:
         # side by side: our float fast path vs whylogs' own pandas path, on the float columns of the whole
         # batch (what the fast path targets) and on all profiled columns of one object
         floats = whole.select([f.name for f in spec.features if f.type == FeatureType.numeric]).to_pandas()
-        ffast_wall, ffast_cpu, _ = timed(lambda: profile_pandas(floats, fast=True))
-        fslow_wall, fslow_cpu, _ = timed(lambda: profile_pandas(floats, fast=False))
+        ffast_wall, ffast_cpu, _ = timed(lambda: profile_pandas(floats, fast_numeric=True))
+        fslow_wall, fslow_cpu, _ = timed(lambda: profile_pandas(floats, fast_numeric=False))
         print(f"  whylogs float columns x{whole.height}: fast {ffast_wall:.2f} s, whylogs path {fslow_wall:.2f} s "
               f"(x{fslow_wall / ffast_wall:.2f} wall, x{fslow_cpu / ffast_cpu:.2f} cpu)")
         fast_wall, fast_cpu, _ = timed(lambda: profile_frame(valid[0], spec, fast=True))
